@@ -43,7 +43,12 @@ class InputSpec:
     def prepare(self, samples: np.ndarray) -> np.ndarray:
         """Batch-major samples (B, *image_shape) or (B, prod(image_shape)) -> (features, B)."""
         x = np.asarray(samples, dtype=DTYPE)
-        n = x.shape[0]
+        n = x.shape[0] if x.ndim else 0
+        if x.ndim < 2 or int(np.prod(x.shape[1:])) != int(np.prod(self.image_shape)):
+            raise ValueError(
+                f"input samples must be shaped (batch, {', '.join(map(str, self.image_shape))}) "
+                f"or (batch, {int(np.prod(self.image_shape))}), got {x.shape}"
+            )
         x = x.reshape((n, *self.image_shape))
         if self.padded_shape != self.image_shape:
             pads = [(0, 0)] + [

@@ -35,19 +35,29 @@ class RoutingSpec:
         return self.core_size // self.slot_size
 
 
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
+        raise RoutingError(f"{name} must be a positive integer, got {value!r}")
+    if not np.isfinite(value) or int(value) != value or value < 1:
+        raise RoutingError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def validate_geometry(n_src_cores: int, n_dst_cores: int, core_size: int, slot_size: int) -> int:
     """Check core/slot geometry and return the number of slots per core."""
-    for name, value in (("n_src_cores", n_src_cores), ("n_dst_cores", n_dst_cores)):
-        if int(value) != value or value < 1:
-            raise RoutingError(f"{name} must be a positive integer, got {value!r}")
-    if int(core_size) != core_size or core_size < 1:
-        raise RoutingError(f"core_size must be a positive integer, got {core_size!r}")
-    if int(slot_size) != slot_size or slot_size < 1:
-        raise RoutingError(f"slot_size must be a positive integer, got {slot_size!r}")
+    _positive_int("n_src_cores", n_src_cores)
+    _positive_int("n_dst_cores", n_dst_cores)
+    core_size = _positive_int("core_size", core_size)
+    slot_size = _positive_int("slot_size", slot_size)
     if core_size % slot_size:
         raise RoutingError(
             f"slot_size {slot_size} must divide core_size {core_size} "
             f"(published choices: 64 or 16 for a 256-wide core)"
+        )
+    if core_size // slot_size < 2:
+        raise RoutingError(
+            f"a core needs at least 2 slots for balanced routing (core_size {core_size}, "
+            f"slot_size {slot_size}): with one slot every +1 route is cancelled by its -1"
         )
     return core_size // slot_size
 
@@ -98,7 +108,11 @@ def draw_routing(
     slots = validate_geometry(n_src_cores, n_dst_cores, core_size, slot_size)
     if not isinstance(rng, np.random.Generator):
         raise RoutingError("rng must be a numpy.random.Generator (seeded), got " + type(rng).__name__)
-    if not (0.0 <= float(p) <= 1.0) or not np.isfinite(p):
+    if (
+        isinstance(p, bool)
+        or not isinstance(p, (int, float, np.integer, np.floating))
+        or not (0.0 <= float(p) <= 1.0)
+    ):
         raise RoutingError(f"connection probability p must lie in [0, 1], got {p!r}")
     n_src = n_src_cores * slots
     n_dst = n_dst_cores * slots
