@@ -9,7 +9,7 @@ returns batch-major arrays.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 
@@ -209,7 +209,7 @@ class DenseLayer:
         return np.ascontiguousarray(self.weights.T)
 
 
-Layer = Union[ScrrambleLayer, DenseLayer]
+Layer = ScrrambleLayer | DenseLayer
 
 
 @dataclass(frozen=True, eq=False)
