@@ -1,0 +1,168 @@
+"""Speed of the functional chip simulation against the ideal float32 forward pass (the floor).
+
+Two networks, each with --samples random inputs:
+
+(a) the reference MNIST-size ScRRAMBLe network, 4 -> 50 -> 10 cores of 256 x 256, slots of 64,
+    p = 0.2 (random weights), 'single' encoding (balanced routed inputs);
+(b) the dense network 1024 -> 2048 -> 512 -> 256 tiled onto 256 x 256 cores ('offset' encoding
+    by default: 256 inputs per tile; --dense-encoding differential gives 128).
+
+Chip: rram_wan2022 device (programming error) with a G-dependent read noise (sigma = c * G,
+--read-sigma c), 8-bit multilevel DAC, 8-bit ADC, 8-bit activations. The chip simulation is
+timed with and without read noise (same programmed instance otherwise), in the same run as the
+floor, best of --repeats. BLAS (and Numba) threads are set with threadpoolctl / numba to
+--threads (default 1) and printed. The last line of output is one JSON object.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_chip.py [--threads 1] [--samples 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mappings.activations import Activation
+from mappings.builders import build_scrramble_network
+from mappings.network import DenseLayer, InputSpec, Network, Readout
+from sim.chip_config import chip_config_from_dict
+from sim.functional import simulate
+from sim.programming import program_chip
+
+
+def dense_network(rng: np.random.Generator) -> Network:
+    """1024 -> 2048 -> 512 -> 256 with ReLU, He-initialised random weights."""
+    widths = (1024, 2048, 512, 256)
+    layers = []
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
+        w = rng.standard_normal((n_in, n_out), dtype=np.float32) * np.float32(np.sqrt(2 / n_in))
+        b = np.zeros(n_out, np.float32)
+        act = Activation("none") if i == len(widths) - 2 else Activation("relu")
+        layers.append(DenseLayer(w, b, act))
+    return Network(tuple(layers), InputSpec(), Readout("logits", widths[-1]))
+
+
+def chip_config(encoding: str, grid: int, read_sigma: float, chunk: int, calib: int):
+    base = {
+        "chip": {"grid_rows": grid, "grid_cols": grid, "core_rows": 256, "core_cols": 256,
+                 "slot_size": 64},
+        "device": {"preset": "rram_wan2022",
+                   "read": {"kind": "proportional", "coeffs": [read_sigma]}},
+        "dac": {"bits": 8, "mode": "multilevel"},
+        "adc": {"bits": 8},
+        "mapping": {"encoding": encoding, "activation_bits": 8},
+        "simulation": {"batch_chunk": chunk, "calibration_samples": calib},
+    }
+    return chip_config_from_dict(base, source=f"<bench {encoding}>")
+
+
+def best_of(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def floor_forward(net: Network, x: np.ndarray, chunk: int) -> None:
+    """The ideal float32 numpy forward (prepare, layers, readout, argmax) in chunks."""
+    for s in range(0, len(x), chunk):
+        f = net.input_spec.prepare(x[s : s + chunk])
+        np.argmax(net.readout.scores(net.forward_features(f)[-1]), axis=1)
+
+
+def bench(name: str, net: Network, x: np.ndarray, encoding: str, grid: int, args) -> dict:
+    cfg = chip_config(encoding, grid, args.read_sigma, args.chunk, args.calibration_samples)
+    quiet = cfg.replace(device={"read": {"kind": "constant", "coeffs": [0.0]}})
+    inst = program_chip(net, cfg, seed=1)
+    inst_quiet = program_chip(net, quiet, seed=1)  # same seed: identical conductances
+    simulate(net, inst, x[: args.chunk], seed=0, reference=False)  # JIT warm-up
+    t_floor = min(
+        best_of(lambda: floor_forward(net, x, args.chunk), args.repeats),
+        best_of(lambda: floor_forward(net, x, len(x)), args.repeats),
+    )
+    t_noisy = best_of(lambda: simulate(net, inst, x, seed=0, reference=False), args.repeats)
+    t_quiet = best_of(lambda: simulate(net, inst_quiet, x, seed=0, reference=False), args.repeats)
+    return {
+        "network": name,
+        "encoding": encoding,
+        "tiles": inst.plan.n_physical_cores,
+        "floor_s": t_floor,
+        "noisy_s": t_noisy,
+        "no_read_noise_s": t_quiet,
+        "ratio_noisy": t_noisy / t_floor,
+        "ratio_no_read_noise": t_quiet / t_floor,
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1, help="BLAS and Numba threads (default 1)")
+    p.add_argument("--samples", type=int, default=10_000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--chunk", type=int, default=2000, help="simulation batch chunk")
+    p.add_argument("--calibration-samples", type=int, default=512)
+    p.add_argument("--read-sigma", type=float, default=0.02, help="read sigma = c * G (uS)")
+    p.add_argument("--dense-encoding", default="offset", choices=("offset", "differential"))
+    args = p.parse_args(argv)
+    if args.threads < 1:
+        p.error("--threads must be >= 1")
+
+    with threadpool_limits(limits=args.threads):
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+        blas = [
+            f"{i.get('internal_api')} {i.get('num_threads')}"
+            for i in threadpool_info()
+            if i.get("user_api") == "blas"
+        ]
+        print(f"threads: BLAS {', '.join(blas) or '?'}; numba {numba.get_num_threads()}; "
+              f"load average {os.getloadavg()[0]:.2f}")
+        rng = np.random.default_rng(2024)
+        x = rng.random((args.samples, 28, 28), dtype=np.float32)
+        scr = build_scrramble_network(
+            hidden_cores=(50,), n_classes=10, core_size=256, slot_size=64, p=0.2,
+            rng=np.random.default_rng(1),
+        )
+        dense = dense_network(np.random.default_rng(2))
+        grid_dense = 8 if args.dense_encoding == "offset" else 16
+        rows = [
+            bench("scrramble 4-50-10", scr, x, "single", 8, args),
+            bench("dense 1024-2048-512-256", dense, x, args.dense_encoding, grid_dense, args),
+        ]
+    print(f"{'network':26s} {'encoding':12s} {'tiles':>5s} {'floor s':>8s} {'noisy s':>8s} "
+          f"{'quiet s':>8s} {'noisy/floor':>11s} {'quiet/floor':>11s}")
+    for r in rows:
+        print(f"{r['network']:26s} {r['encoding']:12s} {r['tiles']:5d} {r['floor_s']:8.3f} "
+              f"{r['noisy_s']:8.3f} {r['no_read_noise_s']:8.3f} {r['ratio_noisy']:11.2f} "
+              f"{r['ratio_no_read_noise']:11.2f}")
+    s, d = rows
+    out = {
+        "threads": args.threads,
+        "samples": args.samples,
+        "chunk": args.chunk,
+        "read_sigma_per_uS": args.read_sigma,
+        "scrramble_ratio_noisy": s["ratio_noisy"],
+        "scrramble_ratio_no_read_noise": s["ratio_no_read_noise"],
+        "dense_ratio_noisy": d["ratio_noisy"],
+        "dense_ratio_no_read_noise": d["ratio_no_read_noise"],
+        "scrramble_seconds": {k: s[k] for k in ("floor_s", "noisy_s", "no_read_noise_s")},
+        "dense_seconds": {k: d[k] for k in ("floor_s", "noisy_s", "no_read_noise_s")},
+        "dense_encoding": d["encoding"],
+    }
+    print(json.dumps(out, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

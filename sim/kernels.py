@@ -1,0 +1,618 @@
+"""Numba kernels of the functional chip simulation (float32 data, one pass per job).
+
+What runs here, per layer and batch chunk (the matrix products themselves are BLAS calls in
+:mod:`sim.functional`):
+
+- :func:`dac_tiles` / :func:`dac_codes_kernel` / :func:`dac_plane`: input DAC (multilevel codes
+  or sign-magnitude bit planes), cut into zero-padded row tiles, plus the squared inputs that
+  the read-noise variance product needs.
+- :func:`adc_accumulate`: the fused per-tile post-processing. Column currents ``I`` get their
+  read noise (``sqrt(V + (noise_lsb * LSB)**2) * z``, exact in distribution, see
+  docs/simulation.md), go through the ADC (clip + round onto ``2**bits`` levels) and are added,
+  times a digital weight, into the partial-sum accumulators.
+- :func:`decode_outputs`: offset-reference subtraction, rescale to weight units, bias,
+  activation and activation quantisation, in place.
+
+Random numbers. The kernels need one standard normal per ADC conversion (hundreds of millions
+per run), so the normals come from a counter-based generator inside the kernels instead of a
+``numpy.random.Generator`` call per value: Philox4x32-10 (Salmon et al., "Parallel random
+numbers: as easy as 1, 2, 3", SC 2011) keyed by 64 bits that the caller draws from its seeded
+``numpy.random.Generator``, turned into normals by a vectorised float32 Box-Muller transform
+(section "normals" below). Each value is a pure function of (key, stream, counter row, sample
+index), so results do not depend on the thread count or how rows are split into jobs.
+Measured on the development machine (one core): numba's ``Generator.standard_normal`` inside
+a kernel costs about 2.4 ns per value, numpy's vectorised float32 ``standard_normal`` about
+8 ns, a scalar ziggurat on Philox words about 1.1 ns, Philox + vectorised Box-Muller about
+0.8 ns -- the difference that makes exact per-read noise affordable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+# ----------------------------------------------------------------------------- Philox4x32-10
+
+_PHILOX_M0 = np.uint64(0xD2511F53)
+_PHILOX_M1 = np.uint64(0xCD9E8D57)
+_PHILOX_W0 = np.uint32(0x9E3779B9)
+_PHILOX_W1 = np.uint32(0xBB67AE85)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_SHIFT32 = np.uint64(32)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _philox(c0, c1, c2, c3, k0, k1):
+    """Philox4x32 with 10 rounds: counter (c0..c3) and key (k0, k1), all uint32."""
+    for _ in range(10):
+        p0 = np.uint64(c0) * _PHILOX_M0
+        p1 = np.uint64(c2) * _PHILOX_M1
+        hi0 = np.uint32(p0 >> _SHIFT32)
+        lo0 = np.uint32(p0 & _LOW32)
+        hi1 = np.uint32(p1 >> _SHIFT32)
+        lo1 = np.uint32(p1 & _LOW32)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0 = np.uint32(k0 + _PHILOX_W0)
+        k1 = np.uint32(k1 + _PHILOX_W1)
+    return c0, c1, c2, c3
+
+
+@njit(cache=True, error_model="numpy")
+def _philox_block(counter, key):
+    out = np.empty(4, np.uint32)
+    a, b, c, d = _philox(
+        np.uint32(counter[0]),
+        np.uint32(counter[1]),
+        np.uint32(counter[2]),
+        np.uint32(counter[3]),
+        np.uint32(key[0]),
+        np.uint32(key[1]),
+    )
+    out[0], out[1], out[2], out[3] = a, b, c, d
+    return out
+
+
+def philox4x32(counter, key) -> np.ndarray:
+    """One Philox4x32-10 block (4 uint32) for a 4-word counter and 2-word key (for tests)."""
+    c = np.asarray(counter, dtype=np.uint64).astype(np.uint32)
+    k = np.asarray(key, dtype=np.uint64).astype(np.uint32)
+    if c.shape != (4,) or k.shape != (2,):
+        raise ValueError(f"counter must hold 4 and key 2 words, got {c.shape} and {k.shape}")
+    return _philox_block(c, k)
+
+
+# ----------------------------------------------------------------------------- normals
+#
+# Box-Muller (Box & Muller, Ann. Math. Stat. 29, 1958) in float32 with branch-free polynomial
+# logarithm and sine / cosine, so that the loops vectorise. Pair p of a row takes its radius
+# word from word p and its angle word from word p + npair of the row's Philox stream and gives
+# the samples p and p + npair:
+#   L = -2 ln(u), u = (w1 + 1/2) 2^-32, theta = 2 pi (w2 + 1/2) 2^-32,
+#   z_p = sqrt(L) cos(theta), z_{p+npair} = sqrt(L) sin(theta).
+# ln(u) is computed without cancellation: for u >= 1/2 from q = 1 - u (exact from the integer),
+# for u < 1/2 after exact power-of-two scaling; either way the argument m of the final
+# ln(m) = -2 atanh((1 - m) / (1 + m)) lies in [1/sqrt(2), sqrt(2)), 1 - m is exact (Sterbenz),
+# and the atanh series to t^9 (|t| <= 0.1716) is truncated below 3e-9. The angle is split into
+# a quadrant (top two bits) and phi in (-pi/4, pi/4) with Taylor series to phi^9 / phi^10
+# (truncation < 3e-9). All results agree with float64 Box-Muller to a few float32 ulps (tested).
+# u = 2^-33 (w1 = 0, probability 2^-32) would cap the radius at 6.8; such pairs extend u with
+# further words of the spare blocks (pair, row, stream, a >= 1) (u = (w + 1/2) 2^-64, ...), so
+# the tail is not truncated.
+
+_F = np.float32
+_LN2 = np.float32(math.log(2.0))
+_PI_2 = np.float32(math.pi / 2.0)
+_SQRT_HALF = np.float32(math.sqrt(0.5))
+_TWO_M32 = 2.0**-32
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _n_pairs(n):
+    return (n + 1) // 2
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _wbuf_len(n):
+    """Length of the uint32 word scratch for a row of n samples (whole Philox blocks)."""
+    return 4 * ((2 * _n_pairs(n) + 3) // 4)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _row_words(wbuf, n, row, stream, k0, k1):
+    """wbuf[:_wbuf_len(n)] = the words of Philox blocks (q, row, stream, 0), q = 0, 1, ..."""
+    r32 = np.uint32(row)
+    s32 = np.uint32(stream)
+    zero = np.uint32(0)
+    for q in range(_wbuf_len(n) // 4):
+        a, b, c, d = _philox(np.uint32(q), r32, s32, zero, k0, k1)
+        wbuf[4 * q] = a
+        wbuf[4 * q + 1] = b
+        wbuf[4 * q + 2] = c
+        wbuf[4 * q + 3] = d
+
+
+@njit(cache=True, error_model="numpy")
+def _long_radius(pair, row, stream, k0, k1):
+    """-2 ln(u) for a pair whose radius word is 0: u = (w + 1/2) 2^-32j from the first nonzero
+    word w of the spare blocks (pair, row, stream, a >= 1), j counting the words used."""
+    bits = 32.0
+    attempt = 1
+    words = np.empty(4, np.uint32)
+    while True:
+        words[0], words[1], words[2], words[3] = _philox(
+            np.uint32(pair), np.uint32(row), np.uint32(stream), np.uint32(attempt), k0, k1
+        )
+        for i in range(4):
+            bits += 32.0
+            if words[i] != 0:
+                return -2.0 * (math.log(np.float64(words[i]) + 0.5) - bits * math.log(2.0))
+        attempt += 1
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _row_polar(lbuf, cbuf, sbuf, wbuf, n, row, stream, k0, k1):
+    """For every pair p of a row: lbuf[p] = -2 ln(u), (cbuf[p], sbuf[p]) = (cos, sin)(theta).
+
+    The samples are z_p = sqrt(L) cos, z_{p+npair} = sqrt(L) sin (see the section comment);
+    wbuf must hold the row's words (:func:`_row_words`).
+    """
+    npair = _n_pairs(n)
+    wi = wbuf.view(np.int32)
+    one = _F(1.0)
+    half = _F(0.5)
+    two = _F(2.0)
+    zero = _F(0.0)
+    for p in range(npair):  # branch-free, vectorisable
+        s1 = wi[p]  # radius word as int32: w1 - 2^32 when w1 >= 2^31
+        s2 = wi[p + npair]
+        hi = s1 < 0  # u >= 1/2
+        q = np.abs(_F(s1) + half) * _F(_TWO_M32)  # hi: 1 - u; else: u; in (0, 1/2]
+        m = q
+        k = zero
+        c = m < _F(2.0**-16)
+        m = m * _F(65536.0) if c else m
+        k += _F(16.0) if c else zero
+        c = m < _F(2.0**-8)
+        m = m * _F(256.0) if c else m
+        k += _F(8.0) if c else zero
+        c = m < _F(2.0**-4)
+        m = m * _F(16.0) if c else m
+        k += _F(4.0) if c else zero
+        c = m < _F(0.25)
+        m = m * _F(4.0) if c else m
+        k += _F(2.0) if c else zero
+        c = m < half
+        m = m * two if c else m
+        k += one if c else zero
+        c = m < half
+        m = m * two if c else m
+        k += one if c else zero
+        # one more halving step puts the argument in [1/sqrt(2), sqrt(2)): |t| <= 0.1716
+        up = m < _SQRT_HALF  # u < 1/2: m in [1/2, 1/sqrt(2)) -> 2m, k + 1
+        m = m * two if up else m
+        k += one if up else zero
+        hq = q > _F(1.0 - math.sqrt(0.5))  # u >= 1/2 and u < 1/sqrt(2): use 2u, k = 1
+        num = (q + q - one if hq else q) if hi else one - m  # 1 - m, exact (Sterbenz)
+        den = (_F(3.0) - q - q if hq else two - q) if hi else one + m
+        k = (one if hq else zero) if hi else k
+        t = num / den
+        t2 = t * t
+        at = t * (one + t2 * (_F(1 / 3) + t2 * (_F(1 / 5) + t2 * (_F(1 / 7) + t2 * _F(1 / 9)))))
+        lbuf[p] = two * k * _LN2 + _F(4.0) * at
+        quad = (s2 >> np.int32(30)) & np.int32(3)
+        f = (_F(s2 & np.int32(0x3FFFFFFF)) + half) * _F(2.0**-30)
+        ph = (f - half) * _PI_2
+        p2 = ph * ph
+        sn = ph * (
+            one - p2 * (_F(1 / 6) - p2 * (_F(1 / 120) - p2 * (_F(1 / 5040) - p2 * _F(1 / 362880))))
+        )
+        cs = one - p2 * (
+            half
+            - p2
+            * (_F(1 / 24) - p2 * (_F(1 / 720) - p2 * (_F(1 / 40320) - p2 * _F(1 / 3628800))))
+        )
+        cc = (cs - sn) * _SQRT_HALF  # angle pi/4 + phi
+        ss = (cs + sn) * _SQRT_HALF
+        odd = (quad & np.int32(1)) != 0  # rotate by quad * pi/2: (c, s) -> (-s, c) -> ...
+        neg = (quad & np.int32(2)) != 0
+        a = -ss if odd else cc
+        b = cc if odd else ss
+        cbuf[p] = -a if neg else a
+        sbuf[p] = -b if neg else b
+    n_zero = 0
+    for p in range(npair):  # a separate reduction: inside the loop above it would stop
+        n_zero += wi[p] == 0  # the vectorisation
+    if n_zero:
+        for p in range(npair):
+            if wi[p] == 0:
+                lbuf[p] = _F(_long_radius(p, row, stream, k0, k1))
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _row_normals(zbuf, wbuf, lbuf, cbuf, sbuf, n, row, stream, k0, k1):
+    """zbuf[:n] = the standard normals of (key, stream, row), samples 0..n-1."""
+    _row_words(wbuf, n, row, stream, k0, k1)
+    _row_polar(lbuf, cbuf, sbuf, wbuf, n, row, stream, k0, k1)
+    npair = _n_pairs(n)
+    for p in range(npair):
+        zbuf[p] = np.sqrt(lbuf[p]) * cbuf[p]
+    for p in range(n - npair):
+        zbuf[p + npair] = np.sqrt(lbuf[p]) * sbuf[p]
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _normals_kernel(out, rows, key0, key1, stream):
+    n = out.shape[1]
+    k0, k1 = np.uint32(key0), np.uint32(key1)
+    npair = _n_pairs(n)
+    for r in prange(rows):
+        wbuf = np.empty(_wbuf_len(n), np.uint32)
+        lbuf = np.empty(npair, np.float32)
+        cbuf = np.empty(npair, np.float32)
+        sbuf = np.empty(npair, np.float32)
+        _row_normals(out[r], wbuf, lbuf, cbuf, sbuf, n, r, stream, k0, k1)
+
+
+def standard_normals(
+    shape: tuple[int, int], key: tuple[int, int], stream: int = 0
+) -> np.ndarray:
+    """(rows, n) float32 standard normals of the kernels' generator (rows = counter rows).
+
+    Exposed for tests and for anyone who wants to reproduce the kernels' noise.
+    """
+    rows, n = (int(v) for v in shape)
+    out = np.empty((rows, n), np.float32)
+    _normals_kernel(out, rows, np.uint32(key[0]), np.uint32(key[1]), np.uint32(stream))
+    return out
+
+
+def philox_words(n: int, key: tuple[int, int], row: int = 0, stream: int = 0) -> np.ndarray:
+    """The uint32 words the kernels draw for one row of n samples (for tests): word p is the
+    radius word and word p + (n + 1) // 2 the angle word of the pair giving samples p and
+    p + (n + 1) // 2."""
+    out = np.empty(_wbuf_len_py(n), np.uint32)
+    _words_kernel(out, n, row, stream, np.uint32(key[0]), np.uint32(key[1]))
+    return out
+
+
+def normals_from_words(
+    words: np.ndarray, n: int, key: tuple[int, int] = (0, 0), row: int = 0, stream: int = 0
+) -> np.ndarray:
+    """The n float32 normals the kernels make from a row's words (for tests); key, row and
+    stream only matter for a zero radius word (the tail extension)."""
+    w = np.zeros(_wbuf_len_py(n), np.uint32)
+    words = np.asarray(words, dtype=np.uint32)
+    w[: words.size] = words
+    out = np.empty(n, np.float32)
+    _normals_from_words_kernel(out, w, n, row, stream, np.uint32(key[0]), np.uint32(key[1]))
+    return out
+
+
+def _wbuf_len_py(n: int) -> int:
+    return 4 * ((2 * ((n + 1) // 2) + 3) // 4)
+
+
+@njit(cache=True, error_model="numpy")
+def _words_kernel(out, n, row, stream, k0, k1):
+    _row_words(out, n, row, stream, k0, k1)
+
+
+@njit(cache=True, error_model="numpy")
+def _normals_from_words_kernel(out, wbuf, n, row, stream, k0, k1):
+    npair = _n_pairs(n)
+    lbuf = np.empty(npair, np.float32)
+    cbuf = np.empty(npair, np.float32)
+    sbuf = np.empty(npair, np.float32)
+    _row_polar(lbuf, cbuf, sbuf, wbuf, n, row, stream, k0, k1)
+    for p in range(npair):
+        out[p] = np.sqrt(lbuf[p]) * cbuf[p]
+    for p in range(n - npair):
+        out[p + npair] = np.sqrt(lbuf[p]) * sbuf[p]
+
+
+# ----------------------------------------------------------------------------- DAC
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def dac_tiles(x, levels, x_max, inv_step, step, xt, x2, want_sq):
+    """Multilevel DAC into zero-padded row tiles.
+
+    x (blocks, block_in, B) float32; xt, x2 (blocks, row_tiles, ipt, B). ``levels`` = 0: ideal
+    (copy); else q = rint(clip(x, -x_max, x_max) * inv_step) * step (``inv_step`` and ``step``
+    float32, as devices.converters.dac_quantize). x2 = q * q when ``want_sq``.
+    """
+    nb, block_in, nbatch = x.shape
+    rt, ipt = xt.shape[1], xt.shape[2]
+    xm = np.float32(x_max)
+    lo = -xm
+    inv = np.float32(inv_step)
+    st = np.float32(step)
+    for job in prange(nb * rt * ipt):
+        b = job // (rt * ipt)
+        rem = job - b * rt * ipt
+        r = rem // ipt
+        i = rem - r * ipt
+        src = r * ipt + i
+        if src >= block_in:
+            for s in range(nbatch):
+                xt[b, r, i, s] = 0.0
+            if want_sq:
+                for s in range(nbatch):
+                    x2[b, r, i, s] = 0.0
+            continue
+        if levels == 0:
+            for s in range(nbatch):
+                xt[b, r, i, s] = x[b, src, s]
+        else:
+            for s in range(nbatch):
+                v = min(max(x[b, src, s], lo), xm)
+                xt[b, r, i, s] = np.rint(v * inv) * st
+        if want_sq:
+            for s in range(nbatch):
+                v = xt[b, r, i, s]
+                x2[b, r, i, s] = v * v
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def dac_codes_kernel(x, x_max, inv_step, codes):
+    """Signed DAC codes rint(clip(x, -x_max, x_max) * inv_step) (int32), as dac_codes."""
+    nb, n, nbatch = x.shape
+    xm = np.float32(x_max)
+    inv = np.float32(inv_step)
+    for job in prange(nb * n):
+        b = job // n
+        i = job - b * n
+        for s in range(nbatch):
+            v = min(max(x[b, i, s], -xm), xm)
+            codes[b, i, s] = np.int32(np.rint(v * inv))
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def dac_plane(codes, plane, xt, x2, want_sq):
+    """Bit plane ``plane`` (LSB = 0) of sign-magnitude codes into zero-padded row tiles:
+    sign(c) * ((|c| >> plane) & 1) in {-1, 0, 1}; x2 = its square (= |xt|).
+
+    codes (1, block_in, B) int32; xt, x2 (row_tiles, ipt, B).
+    """
+    block_in, nbatch = codes.shape[1], codes.shape[2]
+    rt, ipt = xt.shape[0], xt.shape[1]
+    for job in prange(rt * ipt):
+        r = job // ipt
+        i = job - r * ipt
+        src = r * ipt + i
+        for s in range(nbatch):
+            v = np.float32(0.0)
+            if src < block_in:
+                c = codes[0, src, s]
+                bit = (abs(c) >> plane) & 1
+                v = np.float32(bit if c >= 0 else -bit)
+            xt[r, i, s] = v
+            if want_sq:
+                x2[r, i, s] = abs(v)
+
+
+@njit(cache=True, error_model="numpy")
+def accumulate_sum(xt, weight, out):
+    """out[s] += weight * sum_{r, i} xt[r, i, s] (digital sum of a block's DAC inputs)."""
+    rt, ipt, nbatch = xt.shape
+    w = np.float32(weight)
+    tmp = np.zeros(nbatch, np.float32)
+    for r in range(rt):
+        for i in range(ipt):
+            for s in range(nbatch):
+                tmp[s] += xt[r, i, s]
+    for s in range(nbatch):
+        out[s] += w * tmp[s]
+
+
+# ----------------------------------------------------------------------------- noise + ADC
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def scaled_energy(xt, scale, out):
+    """out[r, 0, s] = scale * sum_i xt[r, i, s]**2: the read-noise variance of every column
+    when all devices have the same read sigma (scale = sigma^2 * devices per input)."""
+    rt, ipt, nbatch = xt.shape
+    sc = np.float32(scale)
+    for r in prange(rt):
+        for s in range(nbatch):
+            out[r, 0, s] = 0.0
+        for i in range(ipt):
+            for s in range(nbatch):
+                v = xt[r, i, s]
+                out[r, 0, s] += v * v
+        for s in range(nbatch):
+            out[r, 0, s] *= sc
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def add_read_noise(currents, variance, key0, key1, stream, row_base, row_stride):
+    """In place: currents += sqrt(variance) * z (calibration reads, no ADC).
+
+    currents (row_tiles, R, B); variance (row_tiles, R or 1, B); (r, j) uses the normals of
+    counter row row_base + r * row_stride + j, as in :func:`adc_accumulate`.
+    """
+    rt, nr, nbatch = currents.shape
+    k0, k1 = np.uint32(key0), np.uint32(key1)
+    var_step = 1 if variance.shape[1] > 1 else 0
+    npair = _n_pairs(nbatch)
+    for job in prange(rt * nr):
+        r = job // nr
+        j = job - r * nr
+        wbuf = np.empty(_wbuf_len(nbatch), np.uint32)
+        lbuf = np.empty(npair, np.float32)
+        cbuf = np.empty(npair, np.float32)
+        sbuf = np.empty(npair, np.float32)
+        zbuf = np.empty(nbatch, np.float32)
+        _row_normals(zbuf, wbuf, lbuf, cbuf, sbuf, nbatch, row_base + r * row_stride + j,
+                     stream, k0, k1)
+        vj = j * var_step
+        for s in range(nbatch):
+            currents[r, j, s] += np.sqrt(variance[r, vj, s]) * zbuf[s]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _convert_span(row_sum, cur, var, use_var, extra, lbuf, tbuf, start, count, lo, step, fl):
+    """row_sum[s] += ADC(cur[s] + sqrt((var[s] + extra) * L[p]) * trig[p]), s = start + p.
+
+    fl = 0: ideal ADC (no rounding or clipping). The noise is sqrt(var) * z with
+    z = sqrt(L) * trig the sample's normal, written with one square root.
+    """
+    zero = _F(0.0)
+    if fl > 0:
+        for p in range(count):
+            v = var[start + p] if use_var else zero
+            y = cur[start + p] + np.sqrt((v + extra) * lbuf[p]) * tbuf[p]
+            code = np.rint((y - lo) / step)
+            code = min(max(code, zero), fl)
+            row_sum[start + p] += code * step + lo
+    else:
+        for p in range(count):
+            v = var[start + p] if use_var else zero
+            row_sum[start + p] += cur[start + p] + np.sqrt((v + extra) * lbuf[p]) * tbuf[p]
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def adc_accumulate(
+    currents,
+    variance,
+    use_variance,
+    lo,
+    hi,
+    levels,
+    noise_lsb,
+    key0,
+    key1,
+    stream,
+    row_base,
+    row_stride,
+    has_ref,
+    weight,
+    acc,
+    ref_acc,
+    n_jobs,
+):
+    """Read noise + ADC + digital partial-sum accumulation for the tiles of one column tile.
+
+    currents: (row_tiles, R, B) float32 column currents of the row tiles of one (block,
+    column tile); row 0 is the reference column when ``has_ref``. variance: (row_tiles, R, B),
+    or (row_tiles, 1, B) when every column has the same variance; read only when
+    ``use_variance``. lo, hi: (row_tiles, L) ADC ranges, L = 1 (one per tile) or R (per
+    column). levels = 2**bits - 1, or 0 for an ideal ADC (no clipping, rounding or ADC noise).
+    noise_lsb: ADC input noise in LSB.
+
+    Per conversion: y = I + sqrt(V + (noise_lsb * step)**2) * z with z ~ N(0, 1) the sample's
+    normal of counter row row_base + r * row_stride + j (:func:`standard_normals`),
+    code = clip(rint((y - lo) / step), 0, levels), value = code * step + lo (as
+    devices.converters.adc_quantize). acc[j - has_ref, s] += weight * (sum over row tiles of
+    value), ref_acc[s] for the reference column. ``n_jobs``: how many parallel jobs the rows
+    are split into (the result does not depend on it).
+    """
+    rt, nr, nbatch = currents.shape
+    col_step = 1 if lo.shape[1] > 1 else 0  # index multipliers (per column or shared)
+    var_step = 1 if variance.shape[1] > 1 else 0
+    k0, k1 = np.uint32(key0), np.uint32(key1)
+    w = np.float32(weight)
+    fl = np.float32(levels)
+    npair = _n_pairs(nbatch)
+    n_jobs = max(1, min(nr, n_jobs))
+    for job in prange(n_jobs):  # scratch allocated once per job, not per row
+        wbuf = np.empty(_wbuf_len(nbatch), np.uint32)
+        lbuf = np.empty(npair, np.float32)
+        cbuf = np.empty(npair, np.float32)
+        sbuf = np.empty(npair, np.float32)
+        row_sum = np.empty(nbatch, np.float32)
+        for j in range(job * nr // n_jobs, (job + 1) * nr // n_jobs):
+            row_sum[:] = 0.0
+            for r in range(rt):
+                lo_v = lo[r, j * col_step]
+                step = (hi[r, j * col_step] - lo_v) / fl if levels > 0 else np.float32(1.0)
+                extra = np.float32(0.0)
+                if levels > 0 and noise_lsb > 0:
+                    extra = np.float32((noise_lsb * step) ** 2)
+                cur = currents[r, j]
+                if use_variance or extra > 0:
+                    row = row_base + r * row_stride + j
+                    _row_words(wbuf, nbatch, row, stream, k0, k1)
+                    _row_polar(lbuf, cbuf, sbuf, wbuf, nbatch, row, stream, k0, k1)
+                    var = variance[r, j * var_step]
+                    _convert_span(
+                        row_sum, cur, var, use_variance, extra, lbuf, cbuf, 0, npair, lo_v,
+                        step, fl,
+                    )
+                    _convert_span(
+                        row_sum, cur, var, use_variance, extra, lbuf, sbuf, npair,
+                        nbatch - npair, lo_v, step, fl,
+                    )
+                elif levels > 0:
+                    for s in range(nbatch):
+                        code = np.rint((cur[s] - lo_v) / step)
+                        code = min(max(code, np.float32(0.0)), fl)
+                        row_sum[s] += code * step + lo_v
+                else:
+                    for s in range(nbatch):
+                        row_sum[s] += cur[s]
+            dest = ref_acc if has_ref and j == 0 else acc[j - has_ref]
+            for s in range(nbatch):
+                dest[s] += w * row_sum[s]
+
+
+# ----------------------------------------------------------------------------- decode
+
+ACT_NONE, ACT_RELU, ACT_QRELU = 0, 1, 2
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def decode_outputs(
+    acc,
+    ref_acc,
+    ref_index,
+    out_scale,
+    ref_coeff,
+    bias,
+    act_kind,
+    act_ceiling,
+    act_inv_step,
+    act_step,
+    q_levels,
+    q_lo,
+    q_hi,
+    q_inv_step,
+    q_step,
+):
+    """In place on acc (n_out, B): decode, bias, activation, activation quantisation.
+
+    y = out_scale * (acc - ref_coeff * ref_acc[ref_index]) + bias (ref_index < 0: no
+    reference), then the activation (none / relu / qrelu: rint(clip(y, 0, ceiling) *
+    act_inv_step) * act_step, as mappings.activations), then, when q_levels > 0,
+    rint(clip(y, q_lo, q_hi) * q_inv_step) * q_step (as devices.converters.quantize_unsigned
+    for q_lo = 0).
+    """
+    n_out, nbatch = acc.shape
+    ceil = np.float32(act_ceiling)
+    a_inv = np.float32(act_inv_step)
+    a_st = np.float32(act_step)
+    qlo = np.float32(q_lo)
+    qhi = np.float32(q_hi)
+    q_inv = np.float32(q_inv_step)
+    q_st = np.float32(q_step)
+    zero = np.float32(0.0)
+    for f in prange(n_out):
+        sc = out_scale[f]
+        b = bias[f]
+        k = ref_index[f]
+        rc = ref_coeff[f]
+        for s in range(nbatch):
+            v = acc[f, s]
+            if k >= 0:
+                v = v - rc * ref_acc[k, s]
+            y = sc * v + b
+            if act_kind == 1:
+                y = max(y, zero)
+            elif act_kind == 2:
+                y = np.rint(min(max(y, zero), ceil) * a_inv) * a_st
+            if q_levels > 0:
+                y = np.rint(min(max(y, qlo), qhi) * q_inv) * q_st
+            acc[f, s] = y

@@ -1,0 +1,338 @@
+"""Functional chip simulation: ideal equivalence, exact read noise, converters, determinism.
+
+Statistical checks allow 5 standard errors of the estimate for the sample size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mappings.activations import Activation
+from mappings.builders import build_dense_network, build_scrramble_network
+from mappings.network import DenseLayer, InputSpec, Network, Readout
+from sim.chip_config import chip_config_from_dict
+from sim.functional import ChipRunner, SimulationError, simulate
+from sim.programming import age, program_chip
+
+Z = 5.0
+
+
+def config(encoding="single", preset="ideal", dac=16, adc=16, act_bits=0, grid=8, **sections):
+    d = {
+        "chip": {"grid_rows": grid, "grid_cols": grid, "core_rows": 64, "core_cols": 64,
+                 "slot_size": 16},
+        "device": {"preset": preset},
+        "dac": {"bits": dac},
+        "adc": {"bits": adc},
+        "mapping": {"encoding": encoding, "activation_bits": act_bits},
+        "simulation": {"batch_chunk": 128, "calibration_samples": 256},
+    }
+    for name, values in sections.items():
+        d.setdefault(name, {}).update(values)
+    return chip_config_from_dict(d, source="<test chip>")
+
+
+@pytest.fixture(scope="module")
+def scr_net():
+    return build_scrramble_network(
+        hidden_cores=(6,), core_size=64, slot_size=16, p=0.3, rng=np.random.default_rng(0)
+    )
+
+
+@pytest.fixture(scope="module")
+def dense_net():
+    return build_dense_network(hidden=(100, 50), rng=np.random.default_rng(1))
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(2).random((256, 28, 28), dtype=np.float32)
+
+
+def rel(a, b) -> float:
+    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
+
+
+def chip_outputs(net, cfg, x, seed=0, prog_seed=1, **kw):
+    runner = ChipRunner(net, program_chip(net, cfg, prog_seed), cfg, seed, **kw)
+    xf = net.input_spec.prepare(x)
+    runner.calibrate(xf)
+    return runner, xf, runner.forward(xf, 0)
+
+
+# ----------------------------------------------------------------------------- ideal chip
+
+IDEAL_CASES = [("scr", "single"), ("scr", "differential"), ("scr", "offset"),
+               ("dense", "differential"), ("dense", "offset")]
+
+
+@pytest.mark.parametrize("act_bits", [0, 16])
+@pytest.mark.parametrize("kind, encoding", IDEAL_CASES)
+def test_ideal_chip_equals_network(kind, encoding, act_bits, scr_net, dense_net, images):
+    """Acceptance: ideal devices + 16-bit converters reproduce the float network.
+
+    Every layer's chip output equals the ideal layer applied to the chip's own input of that
+    layer within 1e-4 (relative Frobenius error), and the network output equals the ideal
+    network forward within 1e-4 -- except the 'offset' encoding, whose reference subtraction
+    after the ADC loses ~5 bits to the common-mode current (the column current carries
+    g0 * sum(x), whose spread over the batch sets the ADC range): 3e-4 there with the 16-bit
+    ADC, and 1e-4 with an ideal ADC (which isolates the pipeline from that physics).
+    """
+    net = scr_net if kind == "scr" else dense_net
+    cfg = config(encoding, act_bits=act_bits, grid=16).replace(adc={"granularity": "column"})
+    runner, xf, outs = chip_outputs(net, cfg, images)
+    if kind == "dense":
+        assert runner.instance.plan.layers[0].row_tiles >= 8  # several row tiles
+    inputs = [xf, *outs[:-1]]
+    for layer, x_in, out in zip(net.layers, inputs, outs):
+        assert rel(out, layer.activation.apply(layer.preactivation(x_in))) <= 1e-4
+    ideal = net.forward_features(xf)
+    scores = net.readout.scores(outs[-1])
+    limit = 3e-4 if encoding == "offset" else 1e-4
+    assert rel(scores, net.readout.scores(ideal[-1])) <= limit
+    if encoding == "offset":
+        _, xf, outs = chip_outputs(net, config(encoding, adc=0, act_bits=act_bits, grid=16), images)
+        assert rel(net.readout.scores(outs[-1]), net.readout.scores(ideal[-1])) <= 1e-4
+
+
+def test_ideal_chip_accuracy_and_snr(scr_net, images):
+    labels = np.random.default_rng(3).integers(0, 10, len(images))
+    inst = program_chip(scr_net, config("differential"), 1)
+    res = simulate(scr_net, inst, images, labels=labels, seed=0)
+    assert res.accuracy == res.ideal_accuracy
+    expect = float(np.mean(scr_net.predict(images) == labels))
+    assert res.ideal_accuracy == pytest.approx(expect)
+    assert min(res.snr_db) > 70 and min(res.snr_db_end_to_end) > 70
+    assert res.n_samples == len(images) and res.predictions.shape == (len(images),)
+    assert res.n_devices == inst.n_devices
+
+
+# ----------------------------------------------------------------------------- read noise
+
+
+def one_layer_net(rng, n_in=64, n_out=16):
+    w = rng.normal(0, 1 / math.sqrt(n_in), (n_in, n_out)).astype(np.float32)
+    b = rng.normal(0, 0.1, n_out).astype(np.float32)
+    layer = DenseLayer(w, b, Activation("none"))
+    return Network((layer,), InputSpec((8, 8), (8, 8)), Readout("logits", n_out))
+
+
+@pytest.mark.parametrize("encoding", ["differential", "offset"])
+def test_read_noise_matches_brute_force_devices(encoding):
+    """The output-referred noise (one normal per conversion, variance S2 @ x^2) has the same
+    mean, variance and cross-output covariance as a brute-force simulation that draws
+    sigma_ij * N(0, 1) for every device on every read."""
+    rng = np.random.default_rng(4)
+    net = one_layer_net(rng)
+    c = 0.05  # read sigma = 5 % of G
+    cfg = config(encoding, dac=0, adc=0, device={"read": {"kind": "proportional", "coeffs": [c]}})
+    inst = program_chip(net, cfg, 1)
+    x = rng.random((1, 8, 8), dtype=np.float32)
+    reps = 8000
+    runner = ChipRunner(net, inst, cfg, seed=7)
+    runner.calibrate(net.input_spec.prepare(x))
+    chip = runner.forward(net.input_spec.prepare(np.repeat(x, reps, axis=0)), 0)[0].T  # (reps, 16)
+
+    dev = inst.layers[0]
+    t = dev.tiling
+    assert t.row_tiles == (2 if encoding == "differential" else 1)
+    xv = net.input_spec.prepare(x)[:, 0].astype(np.float64)
+    brute = np.zeros((reps, t.n_out))
+    bias = net.layers[0].bias.astype(np.float64)
+    for r in range(t.row_tiles):
+        xs = xv[r * t.inputs_per_tile : (r + 1) * t.inputs_per_tile]
+        k = len(xs)
+        for name, sign in (("g_pos", 1.0), ("g_neg", -1.0)):
+            g = getattr(dev.current, name)
+            if g is None:
+                continue
+            g = g[r, : t.n_out, :k].astype(np.float64)
+            z = rng.standard_normal((reps, t.n_out, k))
+            brute += sign * ((g + c * g * z) @ xs)
+        if dev.current.g_ref is not None:
+            gr = dev.current.g_ref[r, :k].astype(np.float64)
+            zr = rng.standard_normal((reps, k))
+            i_ref = (gr + c * gr * zr) @ xs  # one reference read shared by the tile's outputs
+            brute -= dev.ref_coeff.astype(np.float64)[None] * i_ref[:, None]
+    brute = dev.out_scale.astype(np.float64)[None] * brute + bias
+
+    m1, m2 = chip.mean(0), brute.mean(0)
+    v1, v2 = chip.var(0), brute.var(0)
+    assert np.all(v2 > 0)
+    assert np.all(np.abs(m1 - m2) < Z * np.sqrt((v1 + v2) / reps))
+    assert np.all(np.abs(v1 - v2) < Z * v2 * math.sqrt(4 / reps))
+    corr1, corr2 = np.corrcoef(chip.T), np.corrcoef(brute.T)
+    assert np.all(np.abs(corr1 - corr2) < Z * math.sqrt(2 / reps) + 1e-3)
+    if encoding == "offset":  # the shared reference read correlates the outputs
+        off = ~np.eye(t.n_out, dtype=bool)
+        assert np.abs(corr2[off]).mean() > 0.1
+
+
+def test_constant_sigma_shortcut_equals_full_variance_product(scr_net, images):
+    """Constant read sigma takes the row-sum shortcut; as a 1-term polynomial it goes through
+    the full S2 @ x^2 product: the same noise up to rounding."""
+    outs = []
+    for kind in ("constant", "polynomial"):
+        cfg = config("differential", adc=0, device={"read": {"kind": kind, "coeffs": [0.4]}})
+        outs.append(chip_outputs(scr_net, cfg, images[:64], seed=3)[2][-1])
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-5 * np.abs(outs[1]).max())
+    quiet = chip_outputs(scr_net, config("differential", adc=0), images[:64], seed=3)[2][-1]
+    assert rel(outs[0], quiet) > 1e-3  # and the noise is really there
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+def test_same_seed_same_result_and_chunks(scr_net, images):
+    labels = np.random.default_rng(3).integers(0, 10, 23)
+    x = images[:23]
+    cfg = config("single", preset="rram_wan2022", dac=8, adc=6, simulation={"batch_chunk": 5})
+    inst = program_chip(scr_net, cfg, 1)
+    seen = []
+    a = simulate(scr_net, inst, x, labels=labels, seed=4, progress=seen.append)
+    assert seen == [5, 10, 15, 20, 23] and a.n_chunks == 5
+    b = simulate(scr_net, inst, x, labels=labels, seed=4)
+    np.testing.assert_array_equal(a.predictions, b.predictions)
+    assert a.snr_db == b.snr_db and a.snr_db_end_to_end == b.snr_db_end_to_end
+    c = simulate(scr_net, inst, x, labels=labels, seed=5)
+    assert c.snr_db != a.snr_db  # other read noise
+    # without read noise, the chunking does not matter
+    quiet = cfg.replace(device={"read": {"kind": "constant", "coeffs": [0.0]}})
+    inst_q = program_chip(scr_net, quiet, 1)
+    r1 = simulate(scr_net, inst_q, x, seed=4, calibration=images[:64])
+    r2 = simulate(scr_net, inst_q, x, seed=4, calibration=images[:64],
+                  config=quiet.replace(simulation={"batch_chunk": 100}))
+    np.testing.assert_array_equal(r1.predictions, r2.predictions)
+    assert r1.snr_db == pytest.approx(r2.snr_db, rel=1e-4)
+    assert r1.calibration_samples == 64
+
+
+def test_forward_layer_matches_forward(scr_net, images):
+    cfg = config("differential", preset="rram_wan2022", dac=8, adc=8)
+    runner, xf, outs = chip_outputs(scr_net, cfg, images[:32], seed=2)
+    np.testing.assert_array_equal(runner.forward_layer(0, xf, 0), outs[0])
+    np.testing.assert_array_equal(runner.forward_layer(1, outs[0], 0), outs[1])
+    assert not np.array_equal(runner.forward_layer(1, outs[0], 1), outs[1])  # other chunk
+
+
+# ----------------------------------------------------------------------------- converters
+
+
+@pytest.mark.parametrize("encoding", ["single", "differential", "offset"])
+def test_bit_serial_dac_equals_multilevel_with_ideal_adc(encoding, scr_net, images):
+    outs = {}
+    for mode in ("multilevel", "bit_serial"):
+        cfg = config(encoding, adc=0, dac=6).replace(dac={"mode": mode})
+        runner, xf, o = chip_outputs(scr_net, cfg, images[:64])
+        outs[mode] = (runner, xf, o)
+    (r_ml, xf, o_ml), (r_bs, _, _) = outs["multilevel"], outs["bit_serial"]
+    assert r_bs.states[0].x_max == r_ml.states[0].x_max
+    for i, x_in in enumerate([xf, o_ml[0]]):
+        assert rel(r_bs.forward_layer(i, x_in), r_ml.forward_layer(i, x_in)) < 1e-5
+
+
+def test_bit_serial_with_adc_and_noise_runs(scr_net, images):
+    cfg = config("differential", preset="rram_wan2022", dac=4, adc=6).replace(
+        dac={"mode": "bit_serial"}
+    )
+    res = simulate(scr_net, program_chip(scr_net, cfg, 1), images[:40], seed=1)
+    assert res.dac == "4-bit bit_serial" and all(np.isfinite(res.snr_db))
+
+
+def test_fewer_adc_bits_lower_snr(scr_net, images):
+    snr = {}
+    for bits in (4, 8):
+        cfg = config("differential", dac=8, adc=bits)
+        snr[bits] = simulate(scr_net, program_chip(scr_net, cfg, 1), images[:128], seed=0).snr_db
+    assert snr[4][0] < snr[8][0] - 10
+    assert snr[4][1] < snr[8][1] - 10
+
+
+def test_adc_noise_and_granularity(scr_net, images):
+    base = config("offset", dac=8, adc=8)
+    inst = program_chip(scr_net, base, 1)
+    clean = simulate(scr_net, inst, images[:128], seed=0).snr_db
+    noisy = simulate(scr_net, inst, images[:128], seed=0,
+                     config=base.replace(adc={"noise_lsb": 2.0})).snr_db
+    column = simulate(scr_net, inst, images[:128], seed=0,
+                      config=base.replace(adc={"granularity": "column"})).snr_db
+    pct = simulate(scr_net, inst, images[:128], seed=0,
+                   config=base.replace(adc={"calibration": "percentile", "percentile": 99.0}))
+    assert noisy[0] < clean[0] - 3
+    assert column[0] > clean[0]  # a range per column fits every column better
+    assert all(np.isfinite(pct.snr_db))
+
+
+def test_activation_quantisation(scr_net, images):
+    snr = {}
+    for bits in (0, 3):
+        cfg = config("differential", act_bits=bits)
+        snr[bits] = simulate(scr_net, program_chip(scr_net, cfg, 1), images[:128], seed=0)
+    assert snr[3].snr_db[0] < snr[0].snr_db[0] - 20  # layer 0's output is quantised to 3 bits
+    assert snr[3].snr_db[1] > 60  # the last layer's output is not
+
+
+def test_balance_correction_for_single_encoding(scr_net, images):
+    """DAC rounding breaks the zero sum of the routed inputs; the digital correction removes
+    the common-mode current g0 * sum(x_q) it leaves."""
+    cfg = config("single", dac=6, adc=0)
+    inst = program_chip(scr_net, cfg, 1)
+    on = simulate(scr_net, inst, images[:128], seed=0).snr_db
+    off = simulate(scr_net, inst, images[:128], seed=0, balance_correction=False).snr_db
+    assert on[0] > off[0] + 3
+
+
+def test_retention_compensation_restores_accuracy(scr_net, images):
+    cfg = config("differential", preset="pcm_joshi2020", dac=8, adc=8,
+                 device={"read": {"kind": "constant", "coeffs": [0.0]}})
+    inst = program_chip(scr_net, cfg, 1)
+    fresh = simulate(scr_net, inst, images[:128], seed=0).snr_db_end_to_end[-1]
+    comp = simulate(scr_net, age(inst, 86400.0, 2), images[:128], seed=0)
+    off_cfg = cfg.replace(retention={"drift_compensation": False})
+    off_inst = age(program_chip(scr_net, off_cfg, 1), 86400.0, 2)
+    off = simulate(scr_net, off_inst, images[:128], seed=0, config=off_cfg)
+    assert comp.age_s == 86400.0
+    assert comp.layer_info[0]["compensation"] > 1.2
+    assert comp.snr_db_end_to_end[-1] > off.snr_db_end_to_end[-1] + 3
+    assert comp.snr_db_end_to_end[-1] < fresh + 1  # drift spread still costs something
+
+
+# ----------------------------------------------------------------------------- API
+
+
+def test_result_serialisation(scr_net, images):
+    inst = program_chip(scr_net, config("differential", preset="rram_wan2022"), 1)
+    res = simulate(scr_net, inst, images[:20], labels=np.zeros(20, int), seed=0)
+    d = json.loads(json.dumps(res.as_dict()))
+    assert d["n_samples"] == 20 and len(d["snr_db"]) == 2 and d["encoding"] == "differential"
+    assert set(d["faults"]) == {"stuck_at_gmin", "stuck_at_gmax"}
+    text = res.table()
+    assert "chip accuracy" in text and "SNR dB (layer)" in text
+    no_ref = simulate(scr_net, inst, images[:20], seed=0, reference=False)
+    assert no_ref.snr_db is None and no_ref.ideal_accuracy is None and no_ref.accuracy is None
+    np.testing.assert_array_equal(no_ref.predictions, res.predictions)
+
+
+def test_simulation_errors(scr_net, dense_net, images):
+    cfg = config("differential")
+    inst = program_chip(scr_net, cfg, 1)
+    with pytest.raises(SimulationError, match=r"samples must be shaped \(N, 28, 28\)"):
+        simulate(scr_net, inst, images[:, :10], seed=0)
+    with pytest.raises(SimulationError, match="labels must be integers shaped \\(256,\\)"):
+        simulate(scr_net, inst, images, labels=np.zeros(3, int), seed=0)
+    bad = images[:4].copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(SimulationError, match="NaN"):
+        simulate(scr_net, inst, bad, seed=0)
+    with pytest.raises(SimulationError, match="different network"):
+        simulate(dense_net, inst, images, seed=0)
+    with pytest.raises(SimulationError, match=r"\[device\] differs"):
+        simulate(scr_net, inst, images, seed=0, config=config("differential", "rram_wan2022"))
+    with pytest.raises(SimulationError, match="encoding differs"):
+        simulate(scr_net, inst, images, seed=0, config=config("offset"))
+    with pytest.raises(SimulationError, match="seed"):
+        simulate(scr_net, inst, images, seed=-1)
