@@ -28,9 +28,7 @@ import hashlib
 import io
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ import numpy as np
 
 from devices.converters import MAX_BITS
 from devices.presets import PRESETS
+from mappings.atomic import atomic_write
 from mappings.encodings import ENCODINGS
 from mappings.network import Network
 from sim.chip_config import ChipConfig, default_chip_config, load_chip_config
@@ -416,24 +415,6 @@ def markdown_table(
 
 
 # ------------------------------------------------------------------------------ I/O
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _write_text(path: Path, text: str) -> Path:

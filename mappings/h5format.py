@@ -7,11 +7,9 @@ file, the HDF5 path of the offending group/dataset/attribute and what was expect
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import h5py
 import numpy as np
 
 from mappings.activations import ACTIVATION_KINDS, Activation
+from mappings.atomic import atomic_write
 from mappings.network import DTYPE, DenseLayer, InputSpec, Network, Readout, ScrrambleLayer
 from mappings.routing import ROUTING_DTYPE, RoutingError, check_balanced
 
@@ -287,24 +286,12 @@ def save_network(network: Network, path: str | os.PathLike) -> Path:
     where = str(path)
     layers = _prepared_layers(network, where)
     meta_json = metadata_to_json(network.metadata, f"{where}: metadata")
-    if not path.parent.is_dir():
-        raise NetworkFormatError(f"{where}: directory {path.parent} does not exist")
-    if path.is_dir():
-        raise NetworkFormatError(f"{where}: is a directory; expected a file path")
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "x", libver=_LIBVER) as f:
             _write_network(f, network, layers, meta_json)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError):
-            raise NetworkFormatError(f"{where}: could not write network file: {exc}") from exc
-        raise
-    return path
+
+    return atomic_write(path, write, error=NetworkFormatError, what="network file")
 
 
 # ----------------------------------------------------------------------------------------------

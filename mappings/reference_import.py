@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from mappings.activations import Activation
+from mappings.atomic import atomic_write
 from mappings.h5format import (
     NetworkFormatError,
     check_chaining,
@@ -167,18 +167,9 @@ def save_reference_npz(network: Network, path: str | os.PathLike) -> Path:
             )
         arrays[f"C{i}"] = np.ascontiguousarray(layer.routing, dtype=np.float32)
         arrays[f"W{i}"] = np.ascontiguousarray(layer.weights, dtype=np.float32)
-    if not path.parent.is_dir():
-        raise NetworkFormatError(f"{path}: directory {path.parent} does not exist")
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "xb") as fh:
             np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise NetworkFormatError(f"{path}: could not write archive: {exc}") from exc
-        raise
-    return path
+
+    return atomic_write(path, write, error=NetworkFormatError, what="archive")

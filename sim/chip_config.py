@@ -20,7 +20,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -46,6 +45,7 @@ from devices.models import (
     SigmaModel,
 )
 from devices.presets import PRESETS, get_preset
+from mappings.atomic import atomic_write
 from mappings.encodings import ENCODINGS, SCALINGS
 from mappings.placement import METHODS as PLACEMENT_METHODS
 from mappings.tiling import ChipPlan, plan_network
@@ -492,18 +492,11 @@ def default_chip_config() -> ChipConfig:
 
 def save_chip_config(config: ChipConfig, path: str | os.PathLike) -> Path:
     """Write ``config`` as a TOML chip file (atomically: temp file + os.replace)."""
-    path = Path(path)
     text = config.to_toml()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(
+        path, lambda tmp: tmp.write_text(text, encoding="utf-8"), error=ChipConfigError,
+        what="chip file",
+    )
 
 
 # ------------------------------------------------------------------------------ writing

@@ -25,12 +25,10 @@ used with another network or chip.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ import h5py
 import numpy as np
 
 from devices.models import drift_compensation_factor
+from mappings.atomic import atomic_write
 from mappings.encodings import EncodingError, encode_matrix, reference_columns
 from mappings.network import DenseLayer, Network, ScrrambleLayer
 from mappings.routing import is_balanced
@@ -350,23 +349,12 @@ def age(instance: ChipInstance, t: float, seed: int) -> ChipInstance:
 
 def save_instance(instance: ChipInstance, path: str | os.PathLike) -> Path:
     """Write ``instance`` to HDF5 atomically (temp file in the same directory + os.replace)."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ChipInstanceError(f"{path}: directory {path.parent} does not exist")
-    if path.is_dir():
-        raise ChipInstanceError(f"{path}: is a directory; expected a file path")
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "x") as f:
             _write(f, instance)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError):
-            raise ChipInstanceError(f"{path}: could not write chip instance: {exc}") from exc
-        raise
-    return path
+
+    return atomic_write(path, write, error=ChipInstanceError, what="chip instance")
 
 
 def _write(f: h5py.File, inst: ChipInstance) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import struct
 from pathlib import Path
@@ -14,7 +13,6 @@ import pytest
 from mappings.h5format import load_network
 from mappings.network import DenseLayer, ScrrambleLayer
 from sim import cli
-from sim.commands import SUBCOMMANDS
 
 TINY = [
     "--core-size",
@@ -34,10 +32,7 @@ TINY = [
 
 
 @pytest.fixture(autouse=True)
-def _available_subcommands(monkeypatch):
-    # Subcommands are written in parallel; parse with the modules that exist so far.
-    names = tuple(n for n in SUBCOMMANDS if importlib.util.find_spec(f"sim.commands.{n}"))
-    monkeypatch.setattr(cli, "SUBCOMMANDS", names)
+def _no_data_env(monkeypatch):
     monkeypatch.delenv("SCRRAMBLE_DATA", raising=False)
 
 
