@@ -6,7 +6,7 @@ Sections (every key optional; see docs/chip_file.md):
 - ``[device]`` preset plus any :class:`devices.models.DeviceModel` field as an override;
   sub-tables ``[device.programming]``, ``[device.read]``, ``[device.retention]``
 - ``[dac]`` / ``[adc]`` the fields of :class:`devices.converters.DACConfig` / ``ADCConfig``
-- ``[mapping]`` encoding, scaling, placement, activation_bits, psum_bits
+- ``[mapping]`` encoding, scaling, placement, activation_bits, psum_bits, balance_correction
 - ``[retention]`` time_s, drift_compensation
 - ``[simulation]`` batch_chunk, calibration_samples
 
@@ -90,6 +90,7 @@ class MappingConfig:
     placement: str = "sequential"
     activation_bits: int = 8  # bits per activation between cores; 0 = float (32-bit words)
     psum_bits: int = 16  # bits per partial sum between row tiles
+    balance_correction: bool = True  # 'single': subtract g_zero * digital sum of DAC inputs
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,7 @@ _SECTION_RULES: dict[str, dict[str, _Rule]] = {
         "placement": _Rule(str, choices=PLACEMENT_METHODS),
         "activation_bits": _Rule(int, 0, 32),
         "psum_bits": _Rule(int, 1, 64),
+        "balance_correction": _Rule(bool),
     },
     "retention": {
         "time_s": _Rule(float, 0),

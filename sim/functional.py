@@ -491,7 +491,7 @@ def simulate(
     config: ChipConfig | None = None,
     calibration: Any = None,
     reference: bool = True,
-    balance_correction: bool = True,
+    balance_correction: bool | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> SimulationResult:
     """Run ``samples`` (N, *image_shape) through the programmed chip ``instance``.
@@ -504,7 +504,7 @@ def simulate(
     ``balance_correction`` ('single' encoding only): the decode subtracts g_zero times the
     digital sum of the DAC inputs, the common-mode current left when DAC rounding breaks the
     exact balance of the routed inputs (see docs/simulation.md); False models a chip without
-    that adder.
+    that adder; None (default) takes ``[mapping] balance_correction`` from ``config``.
     ``progress(n)`` is called after every chunk with the number of samples done.
     """
     t_start = time.perf_counter()
@@ -541,6 +541,8 @@ def simulate(
     else:
         cal = _check_samples(network, calibration, "calibration samples")[:n_cal]
 
+    if balance_correction is None:
+        balance_correction = config.mapping.balance_correction
     runner = ChipRunner(
         network, instance, config, int(seed), balance_correction=balance_correction
     )

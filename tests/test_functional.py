@@ -284,6 +284,10 @@ def test_balance_correction_for_single_encoding(scr_net, images):
     on = simulate(scr_net, inst, images[:128], seed=0).snr_db
     off = simulate(scr_net, inst, images[:128], seed=0, balance_correction=False).snr_db
     assert on[0] > off[0] + 3
+    # the chip file's [mapping] balance_correction is the default for simulate()
+    off_cfg = cfg.replace(mapping={"balance_correction": False})
+    from_file = simulate(scr_net, inst, images[:128], seed=0, config=off_cfg).snr_db
+    assert from_file == off
 
 
 def test_retention_compensation_restores_accuracy(scr_net, images):
