@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
 from sim.commands import CommandError, CommandResult
-from sim.datasets import DATASETS, SPLITS, DatasetError, load_dataset
+from sim.commands.common import (
+    add_dataset_arguments,
+    add_network_argument,
+    read_network,
+    read_split,
+)
+from sim.datasets import SPLITS
 from sim.training.trainer import parallel_predict
 
 HELP = "evaluate a saved network's ideal accuracy on an IDX dataset split"
@@ -18,21 +23,8 @@ DEFAULT_THREADS = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("network", metavar="NET.h5", type=Path, help="network file (HDF5)")
-    parser.add_argument(
-        "--dataset",
-        choices=DATASETS,
-        default=None,
-        help="dataset (default: the one recorded in the network's metadata, else fashion-mnist)",
-    )
-    parser.add_argument(
-        "--data",
-        metavar="DIR",
-        type=Path,
-        default=None,
-        help="directory with the IDX files (default: $SCRRAMBLE_DATA, then "
-        "/usr/share/datasets/<dataset>)",
-    )
+    add_network_argument(parser)
+    add_dataset_arguments(parser)
     parser.add_argument("--split", choices=SPLITS, default="test", help="(default: test)")
     parser.add_argument(
         "--limit", metavar="N", type=int, default=None, help="evaluate only the first N samples"
@@ -55,34 +47,10 @@ def run(args: argparse.Namespace) -> CommandResult:
             flag = "--" + name.replace("_", "-")
             raise CommandError(f"{flag} must be a positive integer, got {value}")
 
-    from mappings.h5format import NetworkFormatError, load_network
-
-    try:
-        network = load_network(args.network)
-    except NetworkFormatError as exc:
-        raise CommandError(str(exc)) from None
-    dataset = args.dataset or network.metadata.get("dataset", "fashion-mnist")
-    if dataset not in DATASETS:
-        raise CommandError(
-            f"{args.network}: metadata names dataset {dataset!r}; pass --dataset "
-            f"({', '.join(DATASETS)})"
-        )
-    try:
-        x, y = load_dataset(dataset, args.data, args.split)
-    except DatasetError as exc:
-        raise CommandError(str(exc)) from None
+    network = read_network(args.network)
+    dataset, x, y = read_split(args, network, args.split)
     if args.limit is not None:
         x, y = x[: args.limit], y[: args.limit]
-    if tuple(network.input_spec.image_shape) != tuple(x.shape[1:]):
-        raise CommandError(
-            f"{args.network}: network expects images shaped {network.input_spec.image_shape}; "
-            f"{dataset} has {x.shape[1:]}"
-        )
-    if len(y) and int(y.max()) >= network.n_classes:
-        raise CommandError(
-            f"{args.network}: network has {network.n_classes} classes; {dataset} labels reach "
-            f"{int(y.max())}"
-        )
 
     t0 = time.perf_counter()
     pred = parallel_predict(network, x, batch_size=args.batch_size, threads=args.threads)

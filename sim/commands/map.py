@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from mappings.h5format import NetworkFormatError, load_network
 from mappings.placement import METHODS, PlacementError
-from sim.chip_config import ChipConfigError, default_chip_config, load_chip_config
+from sim.chip_config import ChipConfigError
 from sim.commands import CommandError, CommandResult
+from sim.commands.common import add_chip_argument, add_network_argument, read_chip, read_network
 from sim.mapping_report import map_network
 
 HELP = "map a network onto a chip: tiles, cores, devices, traffic, placement"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("network", metavar="NET.h5", help="network file (scrramble-sim format)")
-    parser.add_argument(
-        "--chip",
-        metavar="CHIP.toml",
-        default=None,
-        help="chip description (default: the packaged default chip, sim/data/default_chip.toml)",
-    )
+    add_network_argument(parser)
+    add_chip_argument(parser)
     parser.add_argument(
         "--placement",
         choices=METHODS,
@@ -33,14 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> CommandResult:
-    try:
-        config = default_chip_config() if args.chip is None else load_chip_config(args.chip)
-    except ChipConfigError as exc:
-        raise CommandError(str(exc)) from None
-    try:
-        network = load_network(args.network)
-    except NetworkFormatError as exc:
-        raise CommandError(str(exc)) from None
+    config = read_chip(args.chip)
+    network = read_network(args.network)
     try:
         report = map_network(network, config, seed=args.seed, placement=args.placement)
     except (ChipConfigError, PlacementError) as exc:

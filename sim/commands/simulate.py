@@ -9,7 +9,14 @@ import time
 from pathlib import Path
 
 from sim.commands import CommandError, CommandResult
-from sim.datasets import DATASETS, DatasetError, load_dataset
+from sim.commands.common import (
+    add_chip_argument,
+    add_dataset_arguments,
+    add_network_argument,
+    read_chip,
+    read_network,
+    read_split,
+)
 
 HELP = "program a network onto a virtual chip and simulate it on a dataset's test split"
 
@@ -17,28 +24,12 @@ DEFAULT_THREADS = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("network", metavar="NET.h5", type=Path, help="network file (HDF5)")
-    parser.add_argument(
-        "--chip",
-        metavar="CHIP.toml",
-        type=Path,
-        default=None,
-        help="chip description (default: the packaged default chip, sim/data/default_chip.toml)",
-    )
-    parser.add_argument(
-        "--dataset",
-        choices=DATASETS,
-        default=None,
-        help="dataset (default: the one recorded in the network's metadata, else fashion-mnist)",
-    )
-    parser.add_argument(
-        "--data",
-        metavar="DIR",
-        type=Path,
-        default=None,
-        help="directory with the IDX files (default: $SCRRAMBLE_DATA, then "
-        "/usr/share/datasets/<dataset>); the test split is simulated, the first "
-        "[simulation] calibration_samples images of the train split calibrate the converters",
+    add_network_argument(parser)
+    add_chip_argument(parser)
+    add_dataset_arguments(
+        parser,
+        "; the test split is simulated, the first [simulation] calibration_samples images of "
+        "the train split calibrate the converters",
     )
     parser.add_argument(
         "--seed",
@@ -89,8 +80,7 @@ def run(args: argparse.Namespace) -> CommandResult:
     from threadpoolctl import threadpool_limits
     from tqdm import tqdm
 
-    from mappings.h5format import NetworkFormatError, load_network
-    from sim.chip_config import ChipConfigError, default_chip_config, load_chip_config
+    from sim.chip_config import ChipConfigError
     from sim.functional import SimulationError, simulate
     from sim.programming import (
         ChipInstanceError,
@@ -101,30 +91,13 @@ def run(args: argparse.Namespace) -> CommandResult:
         save_instance,
     )
 
-    try:
-        config = default_chip_config() if args.chip is None else load_chip_config(args.chip)
-        network = load_network(args.network)
-    except (ChipConfigError, NetworkFormatError) as exc:
-        raise CommandError(str(exc)) from None
-    dataset = args.dataset or network.metadata.get("dataset", "fashion-mnist")
-    if dataset not in DATASETS:
-        raise CommandError(
-            f"{args.network}: metadata names dataset {dataset!r}; pass --dataset "
-            f"({', '.join(DATASETS)})"
-        )
-    try:
-        x, y = load_dataset(dataset, args.data, "test")
-        cal_x, _ = load_dataset(dataset, args.data, "train")
-    except DatasetError as exc:
-        raise CommandError(str(exc)) from None
+    config = read_chip(args.chip)
+    network = read_network(args.network)
+    dataset, x, y = read_split(args, network, "test")
+    _, cal_x, _ = read_split(args, network, "train")
     if args.limit is not None:
         x, y = x[: args.limit], y[: args.limit]
     cal_x = cal_x[: config.simulation.calibration_samples]
-    if tuple(network.input_spec.image_shape) != tuple(x.shape[1:]):
-        raise CommandError(
-            f"{args.network}: network expects images shaped {network.input_spec.image_shape}; "
-            f"{dataset} has {tuple(x.shape[1:])}"
-        )
     age_s = config.retention.time_s if args.age is None else float(args.age)
 
     t0 = time.perf_counter()
