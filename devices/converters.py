@@ -161,13 +161,15 @@ def bit_planes(codes: Any, bits: int) -> np.ndarray:
     c = np.asarray(codes)
     if not np.issubdtype(c.dtype, np.integer):
         raise ConverterConfigError(f"codes must be an integer array, got dtype {c.dtype}")
-    c = c.astype(np.int32)
     limit = (1 << (bits - 1)) - 1
-    if c.size and int(np.abs(c).max()) > limit:
+    # check before narrowing to int32: a wider code (e.g. 2**32 + 1) would wrap into range
+    worst = max(abs(int(c.min())), abs(int(c.max()))) if c.size else 0
+    if worst > limit:
         raise ConverterConfigError(
             f"codes must satisfy |code| <= 2**(bits-1) - 1 = {limit} for {bits} bits, "
-            f"got max |code| {int(np.abs(c).max())}"
+            f"got max |code| {worst}"
         )
+    c = c.astype(np.int32)
     mag = np.abs(c).astype(np.uint16)  # |code| < 2**15
     sign = np.sign(c).astype(np.int8)
     planes = np.empty((bits - 1, *c.shape), dtype=np.int8)

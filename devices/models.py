@@ -399,18 +399,17 @@ class DeviceModel:
         if lv is None:
             raise DeviceError(f"device {self.name!r} is continuous (n_levels = 0): no level index")
         g = np.clip(_finite_array("g_target", g_target), self.g_min, self.g_max)
-        idx = np.searchsorted(lv, g, side="left")
-        np.clip(idx, 1, lv.size - 1, out=idx)
+        idx = np.clip(np.searchsorted(lv, g, side="left"), 1, lv.size - 1)
         lower_closer = (g - lv[idx - 1]) <= (lv[idx] - g)
-        return (idx - lower_closer).astype(np.int32)
+        return np.asarray(idx - lower_closer, dtype=np.int32)
 
     def quantize(self, g_target: Any) -> np.ndarray:
         """Clip targets to [g_min, g_max] and snap to the nearest level; float32 (uS)."""
         lv = self.levels()
         if lv is None:
             g = np.clip(_finite_array("g_target", g_target), self.g_min, self.g_max)
-            return g.astype(np.float32)
-        return lv[self.level_index(g_target)].astype(np.float32)
+            return np.asarray(g, dtype=np.float32)
+        return np.asarray(lv[self.level_index(g_target)], dtype=np.float32)
 
     # ---------------------------------------------------------------- programming
 
@@ -430,7 +429,7 @@ class DeviceModel:
             g = g + self.programming.sigma(q, self.g_max) * z_prog
         if self.variation > 0:
             g = g * (1.0 + self.variation * z_var)
-        g = np.maximum(g, 0.0).astype(np.float32)
+        g = np.array(np.maximum(g, 0.0), dtype=np.float32)  # an array also for 0-d targets
         stuck = np.zeros(shape, dtype=np.int8)
         p_lo, p_hi = self.stuck_at_gmin, self.stuck_at_gmax
         if p_lo > 0:
@@ -492,7 +491,7 @@ class DeviceModel:
                     f"stuck mask shape {mask.shape} must match g_programmed shape {g0.shape}"
                 )
             g = np.where(mask != 0, g0, g)
-        return g.astype(np.float32)
+        return np.asarray(g, dtype=np.float32)
 
     # ---------------------------------------------------------------- config helpers
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import Literal
 
 import numpy as np
 
 ActivationKind = Literal["relu", "qrelu", "none"]
 ACTIVATION_KINDS: tuple[str, ...] = ("relu", "qrelu", "none")
+
+
+class ActivationError(ValueError):
+    """Invalid activation kind, bit width or ceiling."""
 
 
 @dataclass(frozen=True)
@@ -25,13 +30,23 @@ class Activation:
 
     def __post_init__(self) -> None:
         if self.kind not in ACTIVATION_KINDS:
-            raise ValueError(f"activation kind must be one of {ACTIVATION_KINDS}, got {self.kind!r}")
-        if self.kind == "qrelu" and not (1 <= self.bits <= 16):
-            raise ValueError(f"qrelu needs 1 <= bits <= 16, got {self.bits}")
-        if self.kind != "qrelu" and self.bits != 0:
-            raise ValueError(f"bits only applies to qrelu, got bits={self.bits} for {self.kind}")
-        if not (self.ceiling > 0 and np.isfinite(self.ceiling)):
-            raise ValueError(f"activation ceiling must be a positive finite number, got {self.ceiling}")
+            raise ActivationError(
+                f"activation kind must be one of {ACTIVATION_KINDS}, got {self.kind!r}"
+            )
+        bits = self.bits
+        if isinstance(bits, (bool, np.bool_)) or not isinstance(bits, Integral):
+            raise ActivationError(f"activation bits must be an integer, got {bits!r}")
+        if self.kind == "qrelu" and not (1 <= bits <= 16):
+            raise ActivationError(f"qrelu needs 1 <= bits <= 16, got {bits}")
+        if self.kind != "qrelu" and bits != 0:
+            raise ActivationError(f"bits only applies to qrelu, got bits={bits} for {self.kind}")
+        c = self.ceiling
+        if isinstance(c, (bool, np.bool_)) or not isinstance(c, Real) or not (
+            c > 0 and np.isfinite(c)
+        ):
+            raise ActivationError(f"activation ceiling must be a positive finite number, got {c!r}")
+        object.__setattr__(self, "bits", int(bits))
+        object.__setattr__(self, "ceiling", float(c))
 
     @property
     def levels(self) -> int:

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from devices.models import DeviceModel
+
 ENCODINGS: tuple[str, ...] = ("single", "differential", "offset")
 SCALINGS: tuple[str, ...] = ("core", "column")
 
@@ -180,12 +182,12 @@ def _safe_span(span: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return np.where(out > 0, out, 1.0)
 
 
-def _quantize(device, g: np.ndarray) -> np.ndarray:
+def _quantize(device: DeviceModel, g: np.ndarray) -> np.ndarray:
     return np.asarray(device.quantize(g), dtype=np.float64)
 
 
 def encode_matrix(
-    M: np.ndarray, encoding: str, scaling: str, device, *, balanced: bool
+    M: np.ndarray, encoding: str, scaling: str, device: DeviceModel, *, balanced: bool
 ) -> EncodedMatrix:
     """Encode ``M`` (n_out, n_in) as target conductances of ``device`` (a DeviceModel).
 
@@ -194,6 +196,13 @@ def encode_matrix(
     Targets are quantised onto the device's levels with ``device.quantize``.
     """
     _check_encoding(encoding)
+    if not isinstance(device, DeviceModel):
+        raise EncodingError(
+            f"device must be a devices.DeviceModel (e.g. get_preset(name)), got "
+            f"{type(device).__name__}"
+        )
+    if not isinstance(balanced, (bool, np.bool_)):
+        raise EncodingError(f"balanced must be True or False, got {balanced!r}")
     if scaling not in SCALINGS:
         raise EncodingError(f"unknown scaling {scaling!r}; valid scalings: {list(SCALINGS)}")
     try:
@@ -204,12 +213,7 @@ def encode_matrix(
         raise EncodingError(f"weight matrix must be 2-D (n_out, n_in), got shape {m.shape}")
     if not np.all(np.isfinite(m)):
         raise EncodingError("weight matrix holds NaN or inf; expected finite weights")
-    g_min, g_max = float(device.g_min), float(device.g_max)
-    if not (np.isfinite(g_min) and np.isfinite(g_max) and g_max > g_min >= 0):
-        raise EncodingError(
-            f"device {getattr(device, 'name', '?')!r} needs 0 <= g_min < g_max, "
-            f"got g_min={g_min}, g_max={g_max}"
-        )
+    g_min, g_max = device.g_min, device.g_max  # DeviceModel guarantees 0 <= g_min < g_max
     if encoding == "single" and not balanced:
         raise EncodingError(
             "the 'single' encoding needs balanced inputs (every input vector summing to zero, "
@@ -263,7 +267,7 @@ def encode_matrix(
     )
 
 
-def _reference_level(device, g_zero: np.ndarray, g_min: float, g_max: float) -> float:
+def _reference_level(device: DeviceModel, g_zero: np.ndarray, g_min: float, g_max: float) -> float:
     """The reference column's conductance: the level nearest the mean zero-weight conductance,
     or the level nearest mid-range when that is 0 uS (a zero reference carries no signal)."""
     target = float(np.mean(g_zero)) if g_zero.size else 0.5 * (g_min + g_max)

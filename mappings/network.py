@@ -19,6 +19,10 @@ from mappings.routing import check_balanced, routing_matrix
 DTYPE = np.float32
 
 
+class NetworkError(ValueError):
+    """An inconsistent network: shapes, widths, readout or input spec."""
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """How raw samples become the first layer's input vector.
@@ -32,9 +36,9 @@ class InputSpec:
 
     def __post_init__(self) -> None:
         if len(self.image_shape) != len(self.padded_shape):
-            raise ValueError("image_shape and padded_shape need the same number of dimensions")
+            raise NetworkError("image_shape and padded_shape need the same number of dimensions")
         if any(p < i for i, p in zip(self.image_shape, self.padded_shape)):
-            raise ValueError(f"padded_shape {self.padded_shape} smaller than image {self.image_shape}")
+            raise NetworkError(f"padded_shape {self.padded_shape} smaller than image {self.image_shape}")
 
     @property
     def n_features(self) -> int:
@@ -45,7 +49,7 @@ class InputSpec:
         x = np.asarray(samples, dtype=DTYPE)
         n = x.shape[0] if x.ndim else 0
         if x.ndim < 2 or int(np.prod(x.shape[1:])) != int(np.prod(self.image_shape)):
-            raise ValueError(
+            raise NetworkError(
                 f"input samples must be shaped (batch, {', '.join(map(str, self.image_shape))}) "
                 f"or (batch, {int(np.prod(self.image_shape))}), got {x.shape}"
             )
@@ -68,15 +72,15 @@ class Readout:
 
     def __post_init__(self) -> None:
         if self.kind not in ("capsule", "logits"):
-            raise ValueError(f"readout must be 'capsule' or 'logits', got {self.kind!r}")
+            raise NetworkError(f"readout must be 'capsule' or 'logits', got {self.kind!r}")
         if self.n_classes < 2:
-            raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
+            raise NetworkError(f"n_classes must be >= 2, got {self.n_classes}")
 
     def check_width(self, n_out: int) -> None:
         if self.kind == "logits" and n_out != self.n_classes:
-            raise ValueError(f"logits readout needs {self.n_classes} outputs, last layer has {n_out}")
+            raise NetworkError(f"logits readout needs {self.n_classes} outputs, last layer has {n_out}")
         if self.kind == "capsule" and n_out % self.n_classes:
-            raise ValueError(
+            raise NetworkError(
                 f"capsule readout needs the last layer's {n_out} outputs to split into "
                 f"{self.n_classes} equal capsules"
             )
@@ -107,10 +111,10 @@ class ScrrambleLayer:
     def __post_init__(self) -> None:
         C, W = self.routing, self.weights
         if C.ndim != 4 or C.shape[1] != C.shape[3]:
-            raise ValueError(f"routing must be (src_cores, slots, dst_cores, slots), got {C.shape}")
+            raise NetworkError(f"routing must be (src_cores, slots, dst_cores, slots), got {C.shape}")
         nd, s = C.shape[2], C.shape[3]
         if W.ndim != 5 or W.shape[:3] != (nd, s, s) or W.shape[3] != W.shape[4]:
-            raise ValueError(
+            raise NetworkError(
                 f"weights must be (dst_cores={nd}, slots={s}, slots={s}, slot, slot), got {W.shape}"
             )
 
@@ -188,9 +192,9 @@ class DenseLayer:
 
     def __post_init__(self) -> None:
         if self.weights.ndim != 2:
-            raise ValueError(f"dense weights must be (n_in, n_out), got {self.weights.shape}")
+            raise NetworkError(f"dense weights must be (n_in, n_out), got {self.weights.shape}")
         if self.bias.shape != (self.weights.shape[1],):
-            raise ValueError(f"dense bias must be ({self.weights.shape[1]},), got {self.bias.shape}")
+            raise NetworkError(f"dense bias must be ({self.weights.shape[1]},), got {self.bias.shape}")
 
     @property
     def n_in(self) -> int:
@@ -223,11 +227,11 @@ class Network:
 
     def __post_init__(self) -> None:
         if not self.layers:
-            raise ValueError("a network needs at least one layer")
+            raise NetworkError("a network needs at least one layer")
         width = self.input_spec.n_features
         for i, layer in enumerate(self.layers):
             if layer.n_in != width:
-                raise ValueError(f"layer {i} expects {layer.n_in} inputs but receives {width}")
+                raise NetworkError(f"layer {i} expects {layer.n_in} inputs but receives {width}")
             width = layer.n_out
         self.readout.check_width(width)
 

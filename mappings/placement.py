@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from numba import njit
@@ -326,6 +326,11 @@ def default_steps(n: int) -> int:
     return int(min(max(STEPS_PER_CORE * n, MIN_STEPS), MAX_STEPS))
 
 
+def _real(v) -> bool:
+    """A real number (numpy scalars included), not a bool."""
+    return isinstance(v, Real) and not isinstance(v, (bool, np.bool_))
+
+
 def _annealing_options(options: dict, n: int) -> tuple[int, float | None, float | None]:
     unknown = sorted(set(options) - set(ANNEALING_OPTIONS))
     if unknown:
@@ -338,14 +343,12 @@ def _annealing_options(options: dict, n: int) -> tuple[int, float | None, float 
     if isinstance(steps, bool) or not isinstance(steps, Integral) or steps < 0:
         raise PlacementError(f"annealing steps must be an integer >= 0, got {steps!r}")
     t0 = options.get("initial_temperature")
-    if t0 is not None and not (isinstance(t0, (int, float)) and math.isfinite(t0) and t0 > 0):
+    if t0 is not None and not (_real(t0) and math.isfinite(t0) and t0 > 0):
         raise PlacementError(
             f"annealing initial_temperature must be a finite number > 0 (bit-hops), got {t0!r}"
         )
     cooling = options.get("cooling")
-    if cooling is not None and not (
-        isinstance(cooling, (int, float)) and math.isfinite(cooling) and 0 < cooling <= 1
-    ):
+    if cooling is not None and not (_real(cooling) and math.isfinite(cooling) and 0 < cooling <= 1):
         raise PlacementError(
             f"annealing cooling must be a factor per step in (0, 1], got {cooling!r}"
         )
@@ -517,6 +520,9 @@ def placement_report(
     """Place with each method in turn (sharing ``rng``); ``options`` go to annealing."""
     t = _check_traffic(traffic)
     g = _check_grid(grid)
+    methods = tuple(methods)
+    if not methods:
+        raise PlacementError(f"placement_report needs at least one method of {list(METHODS)}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise PlacementError(f"unknown placement method(s) {unknown}; valid: {list(METHODS)}")

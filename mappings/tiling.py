@@ -26,6 +26,7 @@ Traffic (bits per inference, ``ChipPlan.traffic_bits[src, dst]``) has two parts:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -97,7 +98,12 @@ class LayerTiling:
         return start, min(start + self.outputs_per_tile, self.block_out)
 
     def devices(self, encoding: str) -> int:
-        """Programmed devices of this layer under ``encoding`` (reference columns included)."""
+        """Programmed devices of this layer under ``encoding`` (reference columns included).
+
+        The reference-column count uses this tiling's ``col_tiles``, so ``encoding`` must be
+        the one the tiling was made for (or one with as many reference columns per tile);
+        :meth:`ChipPlan.devices` re-tiles for any other encoding.
+        """
         n = self.n_weights * devices_per_weight(encoding)
         if reference_columns(encoding):
             # one reference device per input row of every tile
@@ -164,8 +170,17 @@ class ChipPlan:
         return int(sum(self.layer_psum_bits))
 
     def devices(self, encoding: str | None = None) -> int:
-        """Programmed devices of all layers (default: the plan's encoding)."""
-        return sum(t.devices(encoding or self.encoding) for t in self.layers)
+        """Programmed devices of all layers (default: the plan's encoding).
+
+        Another encoding is counted on its own tiling of the same core geometry (the
+        ``offset`` reference column changes the number of column tiles).
+        """
+        enc = encoding or self.encoding
+        layers = self.layers
+        if enc != self.encoding and reference_columns(enc) != reference_columns(self.encoding):
+            ipt, opt = tile_dims(self.core_rows, self.core_cols, enc)
+            layers = tuple(_retile(t, ipt, opt) for t in layers)
+        return sum(t.devices(enc) for t in layers)
 
 
 # ------------------------------------------------------------------------------ geometry
@@ -202,6 +217,17 @@ def tile_dims(core_rows: int, core_cols: int, encoding: str) -> tuple[int, int]:
     return ipt, opt
 
 
+def _retile(t: LayerTiling, ipt: int, opt: int) -> LayerTiling:
+    """The same logical blocks cut into tiles of ``ipt`` inputs and ``opt`` outputs."""
+    return dataclasses.replace(
+        t,
+        inputs_per_tile=min(ipt, t.block_in),
+        outputs_per_tile=min(opt, t.block_out),
+        row_tiles=_ceil_div(t.block_in, ipt),
+        col_tiles=_ceil_div(t.block_out, opt),
+    )
+
+
 def _layer_shape(layer) -> tuple[str, int, int, int, int, int]:
     """(kind, n_blocks, block_out, block_in, n_in, slot_size) without touching the weights."""
     if isinstance(layer, ScrrambleLayer):
@@ -211,7 +237,9 @@ def _layer_shape(layer) -> tuple[str, int, int, int, int, int]:
         return "dense", 1, layer.n_out, layer.n_in, layer.n_in, 0
     if isinstance(layer, tuple) and len(layer) == 3 and layer[0] == "dense":
         # ("dense", n_in, n_out): a shape-only dense layer (baselines)
-        return "dense", 1, int(layer[2]), int(layer[1]), int(layer[1]), 0
+        n_in = _positive_int(layer[1], "shape-only dense layer n_in")
+        n_out = _positive_int(layer[2], "shape-only dense layer n_out")
+        return "dense", 1, n_out, n_in, n_in, 0
     raise TilingError(f"cannot tile a layer of type {type(layer).__name__}")
 
 

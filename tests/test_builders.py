@@ -139,6 +139,16 @@ def test_dense_network():
         ({"core_size": 384}, "multiple of core_size"),
         ({"n_classes": 1}, "n_classes"),
         ({"activation": Activation("none")}, "linear"),
+        # malformed values must raise BuildError naming the field, not a bare ValueError
+        ({"p": "0.2"}, "p must lie in"),
+        ({"p": True}, "p must lie in"),
+        ({"hidden_cores": ("a",)}, "hidden_cores must be positive"),
+        ({"hidden_cores": 5}, "hidden_cores must be a sequence"),
+        ({"n_input_cores": 4.5}, "n_input_cores must be an integer"),
+        ({"n_classes": "ten"}, "n_classes"),
+        ({"core_size": "256"}, "core_size"),
+        ({"core_size": 64, "slot_size": 64, "input_spec": InputSpec((8, 8), (8, 8))},
+         "at least 2 slots"),
     ],
 )
 def test_scrramble_builder_rejects(kwargs, match):
@@ -153,3 +163,13 @@ def test_builders_need_a_generator():
         build_dense_network(rng=None)
     with pytest.raises(BuildError, match="hidden must be positive"):
         build_dense_network(hidden=(-2,), rng=rng())
+    with pytest.raises(BuildError, match="n_classes"):
+        build_dense_network(n_classes=2.5, rng=rng())
+
+
+def test_integral_float_arguments_are_normalised():
+    net = build_scrramble_network(n_input_cores=4.0, hidden_cores=(np.int64(3),), n_classes=10.0,
+                                  p=np.float32(0.5), rng=rng())
+    assert net.metadata["n_input_cores"] == 4 and isinstance(net.metadata["n_input_cores"], int)
+    assert [layer.n_dst_cores for layer in net.layers] == [3, 10]
+    assert type(net.layers[0].p) is float

@@ -77,6 +77,10 @@ def test_bit_planes_reject_bad_codes() -> None:
         bit_planes(np.array([1.0]), 4)
     with pytest.raises(ConverterConfigError, match="bits"):
         bit_planes(np.array([1]), 1)
+    # wide integer codes must be range-checked before narrowing: 2**32 + 1 wraps to 1 in int32
+    for wide in (np.array([2**32 + 1], dtype=np.int64), np.array([2**63], dtype=np.uint64)):
+        with pytest.raises(ConverterConfigError, match="max \\|code\\|"):
+            bit_planes(wide, 4)
 
 
 # ----------------------------------------------------------------------------- ADC

@@ -140,6 +140,21 @@ def test_reproducibility() -> None:
     assert not np.array_equal(r1, r3)
 
 
+def test_scalar_targets_give_0d_arrays() -> None:
+    dev = DeviceModel(g_max=40.0, n_levels=5, stuck_at_gmin=0.3,
+                      retention=RetentionModel("rram_relaxation", sigma_base=0.5))
+    assert dev.level_index(12.0).shape == () and int(dev.level_index(12.0)) == 1
+    q = dev.quantize(12.0)
+    assert isinstance(q, np.ndarray) and q.shape == () and q == np.float32(10.0)
+    res = dev.program_with_report(12.0, np.random.default_rng(0))
+    assert isinstance(res.g, np.ndarray) and res.g.shape == () and res.stuck.shape == ()
+    g = dev.program(np.float32(12.0), np.random.default_rng(0))
+    assert isinstance(g, np.ndarray) and g.shape == () and g.dtype == np.float32
+    r = dev.retain(10.0, 100.0, np.random.default_rng(1))
+    assert isinstance(r, np.ndarray) and r.shape == () and r.dtype == np.float32
+    assert isinstance(DeviceModel().quantize(3.0), np.ndarray)
+
+
 def test_program_needs_generator_and_finite_targets() -> None:
     dev = get_preset("rram_wan2022")
     with pytest.raises(DeviceError, match="Generator"):

@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mappings.activations import Activation
-from mappings.network import DenseLayer, InputSpec, Network, Readout, ScrrambleLayer
+from mappings.activations import Activation, ActivationError
+from mappings.network import (
+    DenseLayer,
+    InputSpec,
+    Network,
+    NetworkError,
+    Readout,
+    ScrrambleLayer,
+)
 from mappings.routing import RoutingError, generate_routing
 
 
@@ -294,11 +301,21 @@ def test_gradient_masks():
         ({"kind": "relu", "bits": 2}, "bits only applies to qrelu"),
         ({"kind": "qrelu", "bits": 2, "ceiling": 0.0}, "ceiling"),
         ({"kind": "relu", "ceiling": float("nan")}, "ceiling"),
+        ({"kind": "qrelu", "bits": 2.5}, "bits must be an integer"),
+        ({"kind": "qrelu", "bits": True}, "bits must be an integer"),
+        ({"kind": "relu", "ceiling": "6"}, "ceiling"),
     ],
 )
 def test_activation_validation(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ActivationError, match=match):
         Activation(**kwargs)
+    assert issubclass(ActivationError, ValueError)
+
+
+def test_activation_normalises_numpy_scalars():
+    act = Activation("qrelu", np.int64(3), np.float32(2.0))
+    assert type(act.bits) is int and type(act.ceiling) is float
+    assert act == Activation("qrelu", 3, 2.0)
 
 
 # ---------------------------------------------------------------------------- validation
@@ -307,24 +324,24 @@ def test_activation_validation(kwargs, match):
 def test_scrramble_layer_shape_errors():
     layer = make_layer(2, 3, 32, 8, seed=0)
     C, W = layer.routing, layer.weights
-    with pytest.raises(ValueError, match="routing must be"):
+    with pytest.raises(NetworkError, match="routing must be"):
         ScrrambleLayer(C[0], W)
-    with pytest.raises(ValueError, match="routing must be"):
+    with pytest.raises(NetworkError, match="routing must be"):
         ScrrambleLayer(C[:, :2], W)  # source slots != destination slots
-    with pytest.raises(ValueError, match=r"weights must be \(dst_cores=3"):
+    with pytest.raises(NetworkError, match=r"weights must be \(dst_cores=3"):
         ScrrambleLayer(C, W[:2])  # wrong destination core count
-    with pytest.raises(ValueError, match="weights must be"):
+    with pytest.raises(NetworkError, match="weights must be"):
         ScrrambleLayer(C, W[:, :, :3])  # wrong input slot count
-    with pytest.raises(ValueError, match="weights must be"):
+    with pytest.raises(NetworkError, match="weights must be"):
         ScrrambleLayer(C, W[..., :4])  # non-square slot block
-    with pytest.raises(ValueError, match="weights must be"):
+    with pytest.raises(NetworkError, match="weights must be"):
         ScrrambleLayer(C, W[0])
 
 
 def test_dense_layer_shape_errors():
-    with pytest.raises(ValueError, match=r"dense weights must be \(n_in, n_out\)"):
+    with pytest.raises(NetworkError, match=r"dense weights must be \(n_in, n_out\)"):
         DenseLayer(np.zeros(5), np.zeros(5))
-    with pytest.raises(ValueError, match=r"dense bias must be \(4,\)"):
+    with pytest.raises(NetworkError, match=r"dense bias must be \(4,\)"):
         DenseLayer(np.zeros((3, 4)), np.zeros(3))
 
 
@@ -332,22 +349,23 @@ def test_network_validation_errors():
     spec = InputSpec((6, 6), (8, 8))
     l1 = make_layer(2, 3, 32, 8, seed=0)
     l2 = make_layer(3, 2, 32, 8, seed=1)
-    with pytest.raises(ValueError, match="at least one layer"):
+    assert issubclass(NetworkError, ValueError)
+    with pytest.raises(NetworkError, match="at least one layer"):
         Network((), spec)
-    with pytest.raises(ValueError, match="layer 1 expects 64 inputs but receives 96"):
+    with pytest.raises(NetworkError, match="layer 1 expects 64 inputs but receives 96"):
         Network((l1, make_layer(2, 2, 32, 8)), spec)
-    with pytest.raises(ValueError, match="layer 0 expects 96 inputs but receives 64"):
+    with pytest.raises(NetworkError, match="layer 0 expects 96 inputs but receives 64"):
         Network((l2,), spec)
-    with pytest.raises(ValueError, match="64 outputs to split into 6 equal capsules"):
+    with pytest.raises(NetworkError, match="64 outputs to split into 6 equal capsules"):
         Network((l1, l2), spec, Readout("capsule", 6))
-    with pytest.raises(ValueError, match="logits readout needs 10 outputs, last layer has 64"):
+    with pytest.raises(NetworkError, match="logits readout needs 10 outputs, last layer has 64"):
         Network((l1, l2), spec, Readout("logits", 10))
     Network((l1, l2), spec, Readout("capsule", 8))  # 64 / 8 is fine
-    with pytest.raises(ValueError, match="readout must be"):
+    with pytest.raises(NetworkError, match="readout must be"):
         Readout("softmax")
-    with pytest.raises(ValueError, match="n_classes must be >= 2"):
+    with pytest.raises(NetworkError, match="n_classes must be >= 2"):
         Readout("logits", 1)
-    with pytest.raises(ValueError, match="smaller than image"):
+    with pytest.raises(NetworkError, match="smaller than image"):
         InputSpec((28, 28), (27, 32))
-    with pytest.raises(ValueError, match="same number of dimensions"):
+    with pytest.raises(NetworkError, match="same number of dimensions"):
         InputSpec((28, 28), (1024,))

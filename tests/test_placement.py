@@ -337,11 +337,28 @@ def test_random_methods_need_a_generator(method, rng):
         ({"initial_temperature": float("nan")}, "initial_temperature"),
         ({"cooling": 0.0}, "cooling"),
         ({"cooling": 1.5}, "cooling"),
+        ({"initial_temperature": True}, "initial_temperature"),
+        ({"cooling": True}, "cooling"),
+        ({"cooling": "0.9"}, "cooling"),
     ],
 )
 def test_bad_annealing_options_raise(opts, match):
     with pytest.raises(PlacementError, match=match):
         place(np.ones((3, 3)), (2, 2), "annealing", np.random.default_rng(0), **opts)
+
+
+def test_numpy_scalar_annealing_options_are_accepted():
+    t = random_traffic(6, seed=4)
+    a = place(t, (3, 3), "annealing", np.random.default_rng(2), steps=500,
+              initial_temperature=np.float32(5.0), cooling=np.float32(0.99))
+    b = place(t, (3, 3), "annealing", np.random.default_rng(2), steps=500,
+              initial_temperature=float(np.float32(5.0)), cooling=float(np.float32(0.99)))
+    np.testing.assert_array_equal(a.positions, b.positions)
+
+
+def test_report_needs_a_method():
+    with pytest.raises(PlacementError, match="at least one method"):
+        compare_placements(np.ones((2, 2)), (2, 2), np.random.default_rng(0), ())
 
 
 def test_options_for_methods_without_options_raise():

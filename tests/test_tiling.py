@@ -17,6 +17,7 @@ from mappings.tiling import (
     TilingError,
     layer_tilings,
     plan_dense_baseline,
+    plan_layers,
     plan_network,
 )
 
@@ -247,6 +248,31 @@ def test_layer_devices_match_encoded_tiles(encoding):
                                         balanced=True)
                     total += enc.devices()
         assert t.devices(encoding) == total
+
+
+@pytest.mark.parametrize("plan_enc", ENCODINGS)
+@pytest.mark.parametrize("count_enc", ENCODINGS)
+def test_plan_devices_under_another_encoding_retiles(plan_enc, count_enc):
+    # 16 columns: offset tiles hold 15 outputs, so a 16-output block needs 2 column tiles
+    # (2 reference columns) while single / differential tiles need one
+    net = tiny_network()
+    plan = plan_network(net, 16, 16, plan_enc, activation_bits=8, psum_bits=16)
+    own = plan_network(net, 16, 16, count_enc, activation_bits=8, psum_bits=16)
+    assert plan.devices(count_enc) == own.devices()
+    n_weights = sum(layer.n_dst_cores * 16 * 16 for layer in net.layers)
+    if count_enc == "offset":
+        assert own.devices() == n_weights + (3 + 2) * 2 * 16  # blocks x col tiles x rows
+    else:
+        assert own.devices() == n_weights * (2 if count_enc == "differential" else 1)
+
+
+def test_shape_only_dense_layers_are_validated():
+    for bad in (("dense", 0, 5), ("dense", 4, -1), ("dense", 4.5, 5), ("dense", True, 5)):
+        with pytest.raises(TilingError, match="shape-only dense layer"):
+            plan_layers([bad], 16, 16, "single", activation_bits=8, psum_bits=8)
+    plan = plan_layers([("dense", np.int64(40), 20)], 16, 16, "single", activation_bits=8,
+                       psum_bits=8)
+    assert (plan.layers[0].row_tiles, plan.layers[0].col_tiles) == (3, 2)
 
 
 def test_layer_tiling_contract_fields():
