@@ -274,3 +274,123 @@ def test_bad_inputs_exit_status_2(tmp_path, data_dir, capsys):
     assert rc == 2 and "bits" in err
     with pytest.raises(SystemExit):
         cli.main(["train", "--out", str(tmp_path / "n.h5"), "--hidden-cores", "5,x"])
+
+
+# ------------------------------------------------------------------------ checkpoints
+
+
+class _Killed(Exception):
+    """Stands in for the training process being killed."""
+
+
+def test_checkpoint_resume_matches_uninterrupted_run(tmp_path, data_dir, capsys, monkeypatch):
+    import sim.training.trainer as trainer_mod
+    from sim.training import load_checkpoint
+
+    args = ["--data", data_dir, "--json", *TINY, "--epochs", "3", "--limit-train", "96"]
+    rc, out, err = run_cli(capsys, "train", "--out", tmp_path / "ref.h5", *args)
+    assert rc == 0, err
+    ref = one_json(out)
+    assert ref["checkpoint"] is None and ref["resumed_from_epoch"] == 0
+
+    ckpt = tmp_path / "ckpt.h5"
+    real = trainer_mod.save_checkpoint
+
+    def save_then_die(path, state):
+        real(path, state)
+        if state.epoch == 1:
+            raise _Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(trainer_mod, "save_checkpoint", save_then_die)
+        with pytest.raises(_Killed):
+            cli.main(
+                [str(a) for a in ("train", "--out", tmp_path / "x.h5", *args)]
+                + [
+                    "--checkpoint",
+                    str(ckpt),
+                ]
+            )
+    capsys.readouterr()
+    assert load_checkpoint(ckpt).epoch == 1 and not (tmp_path / "x.h5").exists()
+
+    # The same command without --resume refuses to clobber the checkpoint.
+    rc, out, err = run_cli(capsys, "train", "--out", tmp_path / "x.h5", *args, "--checkpoint", ckpt)
+    assert rc == 2 and "ckpt.h5 already exists" in err and "--resume" in err
+
+    # Resumed with another thread count: same network, same metrics.
+    rc, out, err = run_cli(
+        capsys,
+        "train",
+        "--out",
+        tmp_path / "res.h5",
+        *args,
+        "--checkpoint",
+        ckpt,
+        "--resume",
+        "--threads",
+        "2",
+    )
+    assert rc == 0, err
+    res = one_json(out)
+    assert res["resumed_from_epoch"] == 1 and res["checkpoint"] == str(ckpt)
+    assert res["test_accuracy"] == ref["test_accuracy"]
+    assert res["train_accuracy"] == ref["train_accuracy"]
+    drop = ("seconds",)
+    assert [{k: v for k, v in h.items() if k not in drop} for h in res["history"]] == [
+        {k: v for k, v in h.items() if k not in drop} for h in ref["history"]
+    ]
+    a, b = load_network(tmp_path / "ref.h5"), load_network(tmp_path / "res.h5")
+    for la, lb in zip(a.layers, b.layers, strict=True):
+        assert np.array_equal(la.weights, lb.weights)
+    assert load_checkpoint(ckpt).finished
+
+    # Resuming the finished checkpoint again just re-saves the trained network (text report).
+    rc, out, err = run_cli(
+        capsys,
+        "train",
+        "--out",
+        tmp_path / "again.h5",
+        *[a for a in args if a != "--json"],
+        "--checkpoint",
+        ckpt,
+        "--resume",
+    )
+    assert rc == 0, err
+    assert f"checkpoint {ckpt} (resumed after epoch 3)" in out
+    again = load_network(tmp_path / "again.h5")
+    assert all(np.array_equal(x.weights, y.weights) for x, y in zip(a.layers, again.layers))
+
+
+def test_checkpoint_argument_errors(tmp_path, data_dir, capsys):
+    base = ["train", "--data", data_dir, "--out", tmp_path / "n.h5", *TINY, "--limit-train", "64"]
+    rc, out, err = run_cli(capsys, *base, "--resume")
+    assert rc == 2 and out == "" and "--resume needs --checkpoint" in err
+    rc, _, err = run_cli(capsys, *base, "--checkpoint", tmp_path / "n.h5")
+    assert rc == 2 and "same file as --out" in err
+    rc, _, err = run_cli(capsys, *base, "--checkpoint", tmp_path / "no" / "c.h5")
+    assert rc == 2 and "does not exist" in err and "--checkpoint" in err
+    rc, _, err = run_cli(capsys, *base, "--checkpoint", tmp_path)
+    assert rc == 2 and "is a directory" in err
+
+    ckpt = tmp_path / "c.h5"
+    rc, out, err = run_cli(capsys, *base, "--checkpoint", ckpt)
+    assert rc == 0 and f"checkpoint {ckpt} (started fresh)" in out
+    # A changed option is refused, naming the file and the field.
+    rc, _, err = run_cli(capsys, *base, "--checkpoint", ckpt, "--resume", "--lr", "0.01")
+    assert rc == 2 and str(ckpt) in err and "config.lr" in err and "different run" in err
+    rc, _, err = run_cli(capsys, *base[:-1], "32", "--checkpoint", ckpt, "--resume")
+    assert rc == 2 and "data.train" in err
+    rc, _, err = run_cli(capsys, *base, "--checkpoint", ckpt, "--resume", "--hidden-cores", "4")
+    assert rc == 2 and "architecture.layer0" in err
+    # A corrupt checkpoint is named too.
+    ckpt.write_bytes(ckpt.read_bytes()[:2000])
+    rc, _, err = run_cli(capsys, *base, "--checkpoint", ckpt, "--resume")
+    assert rc == 2 and str(ckpt) in err and "truncated or corrupted" in err
+
+
+def test_help_documents_checkpoint(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--checkpoint CKPT.h5" in out and "--resume" in out and "bit-identical" in out

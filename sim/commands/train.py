@@ -3,6 +3,12 @@
 The defaults are the accepted configuration: Fashion-MNIST padded to 32x32 (4 input cores of
 256), ScRRAMBLe 4 -> 50 -> 10 cores, slots of 64, p = 0.2, ReLU, capsule readout, margin
 loss, Adam (lr 3e-3, per-layer scaling, cosine schedule), batch 128, 10 epochs.
+
+``--checkpoint CKPT.h5`` writes the training state atomically after every epoch; rerunning the
+same command with ``--resume`` continues an interrupted run bit-identically (the network is
+rebuilt from the same arguments and checked against the checkpoint, so any change to the
+architecture, data or training options is refused; ``--threads`` and ``--no-progress`` may
+change).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from mappings.builders import BuildError, build_dense_network, build_scrramble_n
 from mappings.network import DenseLayer, InputSpec, Network
 from sim.commands import CommandError, CommandResult
 from sim.datasets import DATASETS, IMAGE_SHAPE, N_CLASSES, DatasetError, load_dataset
+from sim.training.checkpoint import CheckpointError
 from sim.training.losses import LOSSES
 from sim.training.optim import OPTIMIZERS, SCHEDULES
 from sim.training.trainer import TrainConfig, TrainConfigError, evaluate_accuracy, train
@@ -62,6 +69,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         required=True,
         help="where to write the trained network (HDF5)",
+    )
+    g.add_argument(
+        "--checkpoint",
+        metavar="CKPT.h5",
+        type=Path,
+        default=None,
+        help="write the training state (network, optimizer, generator, metrics) to this HDF5 "
+        "file after every epoch, atomically (default: no checkpoint); refuses to overwrite an "
+        "existing one unless --resume",
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run recorded in --checkpoint (started fresh if the file does not "
+        "exist yet); the result is bit-identical to an uninterrupted run. All other arguments "
+        "must match the interrupted run, except --threads and --no-progress",
     )
     g.add_argument(
         "--limit-train",
@@ -190,6 +213,26 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CommandError(f"--out {out} is a directory; expected a file path such as net.h5")
     if not out.parent.is_dir():
         raise CommandError(f"--out {out}: directory {out.parent} does not exist")
+    ckpt: Path | None = args.checkpoint
+    if args.resume and ckpt is None:
+        raise CommandError("--resume needs --checkpoint CKPT.h5 (the checkpoint to continue)")
+    if ckpt is not None:
+        if ckpt.is_dir():
+            raise CommandError(
+                f"--checkpoint {ckpt} is a directory; expected a file path such as ckpt.h5"
+            )
+        if not ckpt.parent.is_dir():
+            raise CommandError(f"--checkpoint {ckpt}: directory {ckpt.parent} does not exist")
+        if ckpt.resolve() == out.resolve():
+            raise CommandError(
+                f"--checkpoint {ckpt} is the same file as --out; the final network would "
+                "overwrite the checkpoint. Choose two different paths"
+            )
+        if ckpt.exists() and not args.resume:
+            raise CommandError(
+                f"--checkpoint {ckpt} already exists; add --resume to continue that run, or "
+                "remove the file (or choose another path) to start over"
+            )
 
 
 def _build(args: argparse.Namespace, spec: InputSpec, n_classes: int) -> Network:
@@ -283,8 +326,10 @@ def run(args: argparse.Namespace) -> CommandResult:
             test_y=test_y,
             progress=not args.no_progress,
             threads=args.threads,
+            checkpoint=args.checkpoint,
+            resume=args.resume,
         )
-    except TrainConfigError as exc:
+    except (TrainConfigError, CheckpointError) as exc:
         raise CommandError(str(exc)) from None
     t_eval = time.perf_counter()
     test_acc = evaluate_accuracy(trained, test_x, test_y, threads=args.threads)
@@ -338,6 +383,8 @@ def run(args: argparse.Namespace) -> CommandResult:
         "config": config.as_dict(),
         "architecture": dict(network.metadata),
         "history": metrics["history"],
+        "checkpoint": None if args.checkpoint is None else str(args.checkpoint),
+        "resumed_from_epoch": metrics["resumed_from_epoch"],
     }
     lines = [
         (
@@ -351,4 +398,8 @@ def run(args: argparse.Namespace) -> CommandResult:
         f"  parameters {n_params:,}",
         f"  saved {path}",
     ]
+    if args.checkpoint is not None:
+        resumed = metrics["resumed_from_epoch"]
+        how = f"resumed after epoch {resumed}" if resumed else "started fresh"
+        lines.append(f"  checkpoint {args.checkpoint} ({how})")
     return CommandResult(data=data, text="\n".join(lines))

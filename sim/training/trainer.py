@@ -21,15 +21,22 @@ Hardware-aware options:
   11, 2473 (2020)).
 - ``weight_clip`` (absolute c): weights are clipped to [-c, c] after every step (and once
   before training), bounding the conductance range the mapping must cover.
+
+Checkpoints (:mod:`sim.training.checkpoint`): with ``checkpoint=PATH`` the complete training
+state (weights, Adam moments and step count, learning-rate factors, Generator state, metrics,
+config and a fingerprint of architecture, initial weights and data) is written atomically after
+every epoch; ``resume=True`` continues from it, bit-identically to an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -37,6 +44,14 @@ from tqdm import tqdm
 
 from mappings.network import DTYPE, Network
 from sim.training.backprop import TrainableNetwork, readout_backward
+from sim.training.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    check_matches,
+    load_checkpoint,
+    run_fingerprint,
+    save_checkpoint,
+)
 from sim.training.losses import LOSSES, get_loss
 from sim.training.optim import OPTIMIZERS, SCHEDULES, learning_rate, make_optimizer
 from sim.training.parallel import Workers
@@ -178,15 +193,24 @@ def train(
     test_y: np.ndarray | None = None,
     progress: bool = True,
     threads: int = 2,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> tuple[Network, dict]:
     """Train a copy of ``network``; return (new trained Network, metrics).
 
     metrics: ``history`` (per epoch: epoch, loss, train_accuracy -- running accuracy over the
     epoch's minibatches, with noisy weights if weight_noise > 0 -- test_accuracy (None without
     test data), lr at the epoch's end, seconds), ``final_train_accuracy``,
-    ``final_test_accuracy`` and ``seconds``. ``threads``: worker threads, each running
+    ``final_test_accuracy``, ``seconds`` (training time over all sessions) and
+    ``resumed_from_epoch`` (0 unless resumed). ``threads``: worker threads, each running
     single-threaded BLAS on its share of cores / columns (see :mod:`sim.training.parallel`).
     The returned network's metadata holds the original metadata plus ``training``.
+
+    ``checkpoint``: file written atomically after every epoch. An existing file is an error
+    unless ``resume``; with ``resume`` it is continued (from the epoch after the one it
+    records; a finished one just returns its network), or training starts fresh if it does not
+    exist. Pass the same initial ``network``, data and config as the interrupted run: any
+    difference raises :class:`CheckpointError` listing the differing fields.
     """
     if not isinstance(config, TrainConfig):
         raise TrainConfigError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -200,32 +224,99 @@ def train(
         raise TrainConfigError("training data is empty")
     if isinstance(threads, bool) or int(threads) != threads or threads < 1:
         raise TrainConfigError(f"threads must be a positive integer, got {threads!r}")
+    ckpt = _Checkpointing.open(
+        checkpoint, resume, network, config, train_x, train_y, test_x, test_y
+    )
 
     with threadpool_limits(limits=1, user_api="blas"), Workers(int(threads)) as workers:
-        return _train(network, train_x, train_y, config, test_x, test_y, progress, workers)
+        return _train(network, train_x, train_y, config, test_x, test_y, progress, workers, ckpt)
 
 
-def _train(network, train_x, train_y, config, test_x, test_y, progress, workers):
-    rng = np.random.default_rng(config.seed)
+@dataclass(frozen=True)
+class _Checkpointing:
+    """Where to write checkpoints, the run's fingerprint and the state to resume (if any)."""
+
+    path: Path
+    fingerprint: dict
+    state: Checkpoint | None
+
+    @classmethod
+    def open(cls, path, resume, network, config, train_x, train_y, test_x, test_y):
+        if not isinstance(resume, bool):
+            raise TrainConfigError(f"resume must be True or False, got {resume!r}")
+        if path is None:
+            if resume:
+                raise TrainConfigError("resume=True needs a checkpoint path")
+            return None
+        path = Path(path)
+        if path.is_dir():
+            raise CheckpointError(f"{path}: is a directory; expected a checkpoint file path")
+        if not path.parent.is_dir():
+            raise CheckpointError(f"{path}: directory {path.parent} does not exist")
+        fingerprint = run_fingerprint(network, train_x, train_y, test_x, test_y)
+        state = None
+        if path.exists():
+            if not resume:
+                raise CheckpointError(
+                    f"{path}: checkpoint already exists; resume it (resume=True / --resume) or "
+                    "remove it (or choose another path) to start over"
+                )
+            state = load_checkpoint(path)
+            check_matches(state, path, config.as_dict(), fingerprint)
+            if (state.lr_scale is not None) != config.layer_lr_scaling:
+                raise CheckpointError(
+                    f"{path}: /checkpoint/optimizer/lr_scale is "
+                    f"{'present' if state.lr_scale is not None else 'missing'} but "
+                    f"layer_lr_scaling is {config.layer_lr_scaling}; corrupted checkpoint?"
+                )
+        return cls(path, fingerprint, state)
+
+
+def _restore(tn: TrainableNetwork, opt, state: Checkpoint, path: Path, steps_per_epoch: int):
+    """Load weights and optimiser state of ``state`` into ``tn`` / ``opt`` (in place)."""
+    if state.adam_t != state.epoch * steps_per_epoch:
+        raise CheckpointError(
+            f"{path}: optimizer step count {state.adam_t} != {state.epoch} epochs x "
+            f"{steps_per_epoch} steps; corrupted checkpoint?"
+        )
+    resumed = TrainableNetwork(state.network)
+    for p, q, m, v, m0, v0 in zip(
+        tn.params, resumed.params, opt.m, opt.v, state.adam_m, state.adam_v
+    ):
+        p[...] = q
+        m[...] = m0
+        v[...] = v0
+    opt.t = state.adam_t
+
+
+def _train(network, train_x, train_y, config, test_x, test_y, progress, workers, ckpt):
     tn = TrainableNetwork(network, workers=workers)
     loss_fn = get_loss(config.loss)
     opt = make_optimizer(
         config.optimizer, tn.params, config.weight_decay, tn.weight_flags(), workers
     )
-    if config.weight_clip is not None:
-        _clip(tn, config.weight_clip)
-    lr_scale = layer_lr_scales(tn) if config.layer_lr_scaling else None
-
     n = len(train_x)
     bs = min(config.batch_size, n)
     steps_per_epoch = -(-n // bs)
     total_steps = steps_per_epoch * config.epochs
+    state = ckpt.state if ckpt is not None else None
+    if state is None:
+        rng = np.random.default_rng(config.seed)
+        if config.weight_clip is not None:
+            _clip(tn, config.weight_clip)
+        lr_scale = layer_lr_scales(tn) if config.layer_lr_scaling else None
+        history, start, seconds_before, lr = [], 0, 0.0, config.lr
+    else:
+        _restore(tn, opt, state, ckpt.path, steps_per_epoch)
+        rng = state.generator()
+        lr_scale = None if state.lr_scale is None else list(state.lr_scale)
+        history = [dict(h) for h in state.history]
+        start, seconds_before, lr = state.epoch, state.seconds, history[-1]["lr"]
+
     spec, readout = network.input_spec, network.readout
-    history = []
-    step = 0
+    step = start * steps_per_epoch
     t_start = time.perf_counter()
-    lr = config.lr
-    for epoch in range(config.epochs):
+    for epoch in range(start, config.epochs):
         t0 = time.perf_counter()
         order = rng.permutation(n)
         loss_sum, correct = 0.0, 0
@@ -290,12 +381,33 @@ def _train(network, train_x, train_y, config, test_x, test_y, progress, workers)
                 "seconds": time.perf_counter() - t0,
             }
         )
-    seconds = time.perf_counter() - t_start
+        if ckpt is not None:
+            seconds = seconds_before + time.perf_counter() - t_start
+            save_checkpoint(
+                ckpt.path,
+                Checkpoint(
+                    network=tn.to_network(
+                        {**network.metadata, "checkpoint_epoch": epoch + 1, "n_train": n}
+                    ),
+                    epoch=epoch + 1,
+                    seconds=seconds,
+                    config=config.as_dict(),
+                    fingerprint=ckpt.fingerprint,
+                    history=history,
+                    rng_state=rng.bit_generator.state,
+                    adam_t=opt.t,
+                    adam_m=tuple(opt.m),
+                    adam_v=tuple(opt.v),
+                    lr_scale=None if lr_scale is None else tuple(lr_scale),
+                ),
+            )
+    seconds = seconds_before + time.perf_counter() - t_start
     metrics = {
         "history": history,
         "final_train_accuracy": history[-1]["train_accuracy"],
         "final_test_accuracy": history[-1]["test_accuracy"],
         "seconds": seconds,
+        "resumed_from_epoch": start,
     }
     meta = dict(network.metadata)
     meta["training"] = {**config.as_dict(), **metrics, "n_train": n}
