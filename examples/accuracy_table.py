@@ -44,7 +44,7 @@ from mappings.encodings import ENCODINGS
 from mappings.network import Network
 from sim.chip_config import ChipConfig, default_chip_config, load_chip_config
 from sim.functional import simulate
-from sim.programming import network_fingerprint, program_chip
+from sim.programming import age, network_fingerprint, program_chip
 
 DEFAULT_PRESETS: tuple[str, ...] = (
     "ideal",
@@ -203,8 +203,8 @@ def run_grid(
 ) -> list[dict]:
     """Program and simulate every grid point; one result dict per point, in grid order.
 
-    ``base_config`` (default: the packaged default chip) supplies everything but the device
-    preset, DAC / ADC bits, encoding and calibration sample count (default: the base's). The
+    ``base_config`` (default: the packaged default chip) supplies everything (including
+    ``[retention] time_s``: each instance is aged that long) but the device preset, DAC / ADC bits, encoding and calibration sample count (default: the base's). The
     activation bits between cores are the base's, except on the ideal chip (float). Points
     whose key is in ``done`` are taken from there instead of being simulated; ``on_result``
     is called with each newly computed result. ``progress``: a tqdm bar on stderr.
@@ -249,6 +249,8 @@ def run_grid(
                 continue
             t0 = time.perf_counter()
             instance = program_chip(network, cfg, pt.seed)
+            if cfg.retention.time_s > 0:  # the base chip's read time
+                instance = age(instance, cfg.retention.time_s, pt.seed)
             res = simulate(
                 network, instance, test_x, labels=test_y, seed=pt.seed, config=cfg,
                 calibration=calibration_x,
@@ -263,6 +265,7 @@ def run_grid(
                 "activation_bits": pt.activation_bits,
                 "encoding": encoding,
                 "seed": pt.seed,
+                "age_s": res.age_s,
                 "n_samples": res.n_samples,
                 "calibration_samples": res.calibration_samples,
                 "accuracy": res.accuracy,

@@ -30,6 +30,7 @@ from typing import Any
 
 import numba
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from devices.converters import ADCConfig, calibrate_adc
 from mappings.network import DenseLayer, Network, ScrrambleLayer
@@ -39,6 +40,21 @@ from sim.programming import ChipInstance, LayerDevices, network_fingerprint
 
 SIM_STREAM = 0x53494D00  # spawn-key tags (distinct from programming's layer indices)
 CALIB_STREAM = 0x43414C00
+
+
+_BLAS: ThreadpoolController | None = None
+
+
+def _single_thread_blas():
+    """Context that runs BLAS on one thread. Multi-threaded OpenBLAS sums in another order
+    than single-threaded (measured: float32 matmuls differ in the last bits between 1 and 2
+    threads), and one ulp can move an ADC or DAC code, so the chip's BLAS calls always run
+    single-threaded and only the Numba kernels (row-wise, order-independent) use threads:
+    the result does not depend on the thread count."""
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 class SimulationError(ValueError):
@@ -187,7 +203,8 @@ def _activation_params(layer) -> tuple:
 
 class ChipRunner:
     """A chip instance prepared for one simulation: device arrays laid out for BLAS, the
-    converters calibrated, and a batched forward pass."""
+    converters calibrated, and a batched forward pass. Raises SimulationError (``check``:
+    :func:`check_compatible`) when the network or config does not match the instance."""
 
     def __init__(
         self,
@@ -197,7 +214,12 @@ class ChipRunner:
         seed: int,
         *,
         balance_correction: bool = True,
+        check: bool = True,
     ):
+        if check:  # check_compatible (hashes the network's weights)
+            check_compatible(network, instance, config)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise SimulationError(f"seed must be an integer >= 0, got {seed!r}")
         self.network = network
         self.balance_correction = bool(balance_correction)
         self.instance = instance
@@ -246,7 +268,11 @@ class ChipRunner:
             ref_index = (block * t.col_tiles + pos // t.outputs_per_tile).astype(np.int64)
         elif balance:  # digital sum of the block's DAC inputs
             ref_index = block.astype(np.int64)
-            ref_coeff = np.ascontiguousarray(dev.g_zero, dtype=np.float32)
+            # the common-mode current is g_zero(t) * sum(q) with g_zero(t) ~ g_zero / comp
+            # (what the drift compensation assumes), so subtract it in the drifted units
+            ref_coeff = np.ascontiguousarray(
+                dev.g_zero / np.float32(dev.compensation), dtype=np.float32
+            )
         else:
             ref_index = np.full(n_out, -1, dtype=np.int64)
         last = i == len(self.network.layers) - 1
@@ -431,8 +457,10 @@ class ChipRunner:
     def calibrate(self, x: np.ndarray) -> None:
         """Calibrate DAC full scales, ADC ranges and activation quantisers, layer by layer, on
         feature-major calibration inputs (the chip's own outputs feed the next layer)."""
-        for i, st in enumerate(self.states):
-            x = self._layer(st, x, _stream_key(self.seed, CALIB_STREAM, i), calibrating=True)
+        with _single_thread_blas():
+            for i, st in enumerate(self.states):
+                key = _stream_key(self.seed, CALIB_STREAM, i)
+                x = self._layer(st, x, key, calibrating=True)
         self.calibrated = True
 
     def forward_layer(self, index: int, x: np.ndarray, chunk: int = 0) -> np.ndarray:
@@ -440,20 +468,46 @@ class ChipRunner:
         if not self.calibrated:
             raise SimulationError("ChipRunner.forward_layer needs calibrate() first")
         key = _stream_key(self.seed, SIM_STREAM, chunk, index)
-        return self._layer(self.states[index], np.asarray(x, np.float32), key, calibrating=False)
+        with _single_thread_blas():
+            return self._layer(
+                self.states[index], np.asarray(x, np.float32), key, calibrating=False
+            )
 
     def forward(self, x: np.ndarray, chunk: int) -> list[np.ndarray]:
         """Feature-major input (n_in, B) -> every layer's chip output (feature-major)."""
         if not self.calibrated:
             raise SimulationError("ChipRunner.forward needs calibrate() first")
         outs = []
-        for i, st in enumerate(self.states):
-            x = self._layer(st, x, _stream_key(self.seed, SIM_STREAM, chunk, i), calibrating=False)
-            outs.append(x)
+        with _single_thread_blas():
+            for i, st in enumerate(self.states):
+                key = _stream_key(self.seed, SIM_STREAM, chunk, i)
+                x = self._layer(st, x, key, calibrating=False)
+                outs.append(x)
         return outs
 
 
 # ----------------------------------------------------------------------------- entry point
+
+
+def check_compatible(network: Network, instance: ChipInstance, config: ChipConfig) -> None:
+    """Raise SimulationError unless ``instance`` was programmed for ``network`` with the
+    [chip], [device] and [mapping] encoding / scaling of ``config``."""
+    for section in ("chip", "device"):
+        if getattr(config, section) != getattr(instance.config, section):
+            raise SimulationError(
+                f"{config.source}: [{section}] differs from the configuration the chip instance "
+                "was programmed with; program the chip again"
+            )
+    for key in ("encoding", "scaling"):
+        if getattr(config.mapping, key) != getattr(instance.config.mapping, key):
+            raise SimulationError(
+                f"{config.source}: [mapping] {key} differs from the chip instance's "
+                f"({getattr(instance.config.mapping, key)!r}); program the chip again"
+            )
+    if len(network.layers) != len(instance.layers) or (
+        network_fingerprint(network) != instance.fingerprint
+    ):
+        raise SimulationError("the chip instance was programmed for a different network")
 
 
 def _check_samples(network: Network, samples: Any, what: str) -> np.ndarray:
@@ -511,20 +565,7 @@ def simulate(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise SimulationError(f"seed must be an integer >= 0, got {seed!r}")
     config = instance.config if config is None else config
-    for section in ("chip", "device"):
-        if getattr(config, section) != getattr(instance.config, section):
-            raise SimulationError(
-                f"{config.source}: [{section}] differs from the configuration the chip instance "
-                "was programmed with; program the chip again"
-            )
-    for key in ("encoding", "scaling"):
-        if getattr(config.mapping, key) != getattr(instance.config.mapping, key):
-            raise SimulationError(
-                f"{config.source}: [mapping] {key} differs from the chip instance's "
-                f"({getattr(instance.config.mapping, key)!r}); program the chip again"
-            )
-    if network_fingerprint(network) != instance.fingerprint:
-        raise SimulationError("the chip instance was programmed for a different network")
+    check_compatible(network, instance, config)
     x_all = _check_samples(network, samples, "samples")
     n = x_all.shape[0]
     y_true = None
@@ -544,7 +585,8 @@ def simulate(
     if balance_correction is None:
         balance_correction = config.mapping.balance_correction
     runner = ChipRunner(
-        network, instance, config, int(seed), balance_correction=balance_correction
+        network, instance, config, int(seed), balance_correction=balance_correction,
+        check=False,  # checked above
     )
     runner.calibrate(network.input_spec.prepare(cal))
 

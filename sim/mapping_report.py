@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mappings.encodings import ENCODINGS
-from mappings.placement import PlacementReport, placement_report
+from mappings.placement import PlacementError, PlacementReport, placement_report
 from mappings.tiling import ChipPlan, LayerTiling, layer_tilings, plan_dense_baseline
 from sim.chip_config import ChipConfig, ChipConfigError, plan_for_chip
 
@@ -259,8 +259,10 @@ def map_network(
     (sequential, random, annealing and the configured method, all from ``seed``).
 
     ``placement`` overrides ``config.mapping.placement``. Raises ChipConfigError when the
-    network does not fit or the encoding cannot map it.
+    network does not fit or the encoding cannot map it, PlacementError for a bad seed.
     """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise PlacementError(f"placement seed must be an integer >= 0, got {seed!r}")
     if placement is not None and placement != config.mapping.placement:
         config = config.replace(mapping={"placement": placement})
     enc = config.mapping.encoding

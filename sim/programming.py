@@ -329,9 +329,7 @@ def age(instance: ChipInstance, t: float, seed: int) -> ChipInstance:
         current = TileArrays(**now) if t > 0 else layer.programmed
         comp = 1.0
         if t > 0 and instance.config.retention.drift_compensation:
-            g_ref = np.concatenate([a.ravel() for _, a in layer.programmed.items()])
-            g_now = np.concatenate([a.ravel() for _, a in current.items()])
-            comp = drift_compensation_factor(g_ref, g_now)
+            comp = _compensation(layer.programmed, current)
         out.append(
             LayerDevices(
                 layer.tiling, layer.encoding, layer.programmed, current, layer.stuck,
@@ -342,6 +340,13 @@ def age(instance: ChipInstance, t: float, seed: int) -> ChipInstance:
         instance.config, instance.plan, tuple(out), instance.seed, instance.fingerprint,
         float(t), seed if t > 0 else None,
     )
+
+
+def _compensation(programmed: TileArrays, current: TileArrays) -> float:
+    """drift_compensation_factor over all devices of a layer: sum(G programmed) / sum(G now)."""
+    g_ref = np.concatenate([a.ravel() for _, a in programmed.items()])
+    g_now = np.concatenate([a.ravel() for _, a in current.items()])
+    return float(drift_compensation_factor(g_ref, g_now))
 
 
 # ----------------------------------------------------------------------------- saving
@@ -444,7 +449,8 @@ def load_instance(
     The network must match the stored fingerprint. If ``config`` is given, its [chip],
     [device] and [mapping] encoding / scaling must match the stored configuration and it
     becomes the instance's configuration (read-time settings such as the converters may
-    differ); otherwise the stored configuration is used.
+    differ; a different ``[retention] drift_compensation`` recomputes the stored layers'
+    compensation factors); otherwise the stored configuration is used.
     """
     path = Path(path)
     if not path.is_file():
@@ -483,6 +489,7 @@ def _read(r: _Reader, network: Network, config: ChipConfig | None) -> ChipInstan
         stored = chip_config_from_dict(json.loads(r.attr(f, "chip_config", str)), str(r.path))
     except (ValueError, TypeError) as exc:
         raise r.error("/ attribute 'chip_config'", f"invalid chip configuration: {exc}") from None
+    saved_config = stored
     if config is not None:
         pairs = [
             ("[chip]", config.chip, stored.chip),
@@ -498,6 +505,9 @@ def _read(r: _Reader, network: Network, config: ChipConfig | None) -> ChipInstan
                     f"chip file: {given}); program the chip again",
                 )
         stored = config
+    recompensate = config is not None and (
+        config.retention.drift_compensation != saved_config.retention.drift_compensation
+    )
     seed = r.attr(f, "seed", int)
     age_s = r.attr(f, "age_s", float)
     age_seed = r.attr(f, "age_seed", int)
@@ -520,6 +530,8 @@ def _read(r: _Reader, network: Network, config: ChipConfig | None) -> ChipInstan
         if json.loads(stored_t) != json.loads(json.dumps(t.as_dict(), sort_keys=True)):
             raise r.error(f"{g.name} attribute 'tiling'", "does not match the network's tiling")
         comp = r.attr(g, "compensation", float)
+        if comp <= 0:
+            raise r.error(f"{g.name} attribute 'compensation'", f"{comp}; expected > 0")
         tile = (t.n_tiles, t.outputs_per_tile, t.inputs_per_tile)
         shapes = {"g_pos": tile, "g_neg": tile, "g_ref": (t.n_tiles, t.inputs_per_tile)}
         names = ["g_pos"] + (["g_neg"] if enc == "differential" else [])
@@ -530,10 +542,17 @@ def _read(r: _Reader, network: Network, config: ChipConfig | None) -> ChipInstan
                 raise r.error(f"group {g.name}/{sub}", "missing")
             dt = np.int8 if sub == "stuck" else np.float32
             groups[sub] = TileArrays(**{k: r.array(g[sub], k, shapes[k], dt) for k in names})
-        for k in names:
-            if np.any(getattr(groups["programmed"], k) < 0):
-                raise r.error(f"dataset {g.name}/programmed/{k}", "negative conductances")
+        for sub, arrays in groups.items():
+            if sub == "stuck":
+                continue
+            for k in names:
+                if np.any(getattr(arrays, k) < 0):
+                    raise r.error(f"dataset {g.name}/{sub}/{k}", "negative conductances")
         programmed = groups["programmed"]
+        if recompensate:  # the chip file switches [retention] drift_compensation
+            comp = 1.0
+            if age_s > 0 and stored.retention.drift_compensation:
+                comp = _compensation(programmed, groups["current"])
         layers.append(
             LayerDevices(
                 t, enc, programmed, groups.get("current", programmed), groups["stuck"],

@@ -174,6 +174,19 @@ def test_same_seed_same_result(setup):
     assert again[0]["accuracy"] == want["accuracy"] and again[0]["snr_db"] == want["snr_db"]
 
 
+def test_base_chip_retention_time_ages_instances(setup):
+    net, test_x, test_y, cal_x, _, _ = setup
+    runs = {}
+    for t in (0.0, 86400.0):
+        base = default_chip_config().replace(retention={"time_s": t})
+        (runs[t],) = at.run_grid(net, ["pcm_joshi2020"], [8], [0], test_x=test_x[:50],
+                                 test_y=test_y[:50], calibration_x=cal_x,
+                                 calibration_samples=64, ideal_chip=False, base_config=base)
+    assert runs[0.0]["age_s"] == 0.0 and runs[86400.0]["age_s"] == 86400.0
+    assert runs[0.0]["key"] != runs[86400.0]["key"]
+    assert runs[0.0]["snr_db"] != runs[86400.0]["snr_db"]
+
+
 def test_markdown_table(setup):
     records = setup[4]
     md = at.markdown_table(records, title="T")

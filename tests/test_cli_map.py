@@ -96,6 +96,17 @@ def test_placement_option_and_seed(cli, capsys, files):
     assert s["placement"]["method"] == "spectral"
 
 
+def test_placement_from_chip_file(cli, capsys, files, tmp_path):
+    _, net_path, _ = files
+    chip = tmp_path / "random.toml"
+    chip.write_text(CHIP.format(encoding="single") + 'placement = "random"\n')
+    d = run_json(cli, capsys, net_path, "--chip", chip, "--seed", 2)
+    assert d["placement"]["method"] == "random"
+    assert d["placement"]["chosen_bit_hops"] == d["placement"]["bit_hops"]["random"]
+    over = run_json(cli, capsys, net_path, "--chip", chip, "--placement", "sequential")
+    assert over["placement"]["method"] == "sequential"  # the flag overrides the file
+
+
 def test_text_report(cli, capsys, files):
     _, net_path, chip = files
     assert cli(["map", str(net_path), "--chip", str(chip)]) == 0
@@ -168,3 +179,15 @@ def test_network_errors(cli, capsys, tmp_path, files):
     assert "bad.h5" in capsys.readouterr().err
     assert cli(["map", str(bad), "--chip", str(tmp_path / "nochip.toml")]) == 2
     assert "nochip.toml" in capsys.readouterr().err
+
+
+def test_negative_seed_is_a_clear_error(cli, capsys, files):
+    net, net_path, chip = files
+    assert cli(["map", str(net_path), "--chip", str(chip), "--seed", "-1"]) == 2
+    assert "--seed must be an integer >= 0, got -1" in capsys.readouterr().err
+    from mappings.placement import PlacementError
+    from sim.chip_config import load_chip_config
+    from sim.mapping_report import map_network
+
+    with pytest.raises(PlacementError, match="seed must be an integer >= 0"):
+        map_network(net, load_chip_config(chip), seed=-3)

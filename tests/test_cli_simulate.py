@@ -98,6 +98,11 @@ def test_instance_saved_then_loaded(workdir, capsys, tmp_path):
     assert second["instance_origin"] == "loaded"
     for key in ("accuracy", "snr_db", "snr_db_end_to_end", "n_devices"):
         assert first[key] == second[key]
+    # a loaded instance keeps its programming seed; --seed then only sets the read noise
+    third = run_json(capsys, *args, "--seed", 7)
+    assert first["instance_seed"] == second["instance_seed"] == 0
+    assert third["instance_seed"] == 0 and third["seed"] == 7
+    assert third["n_devices"] == first["n_devices"] and third["snr_db"] != first["snr_db"]
     # another network is refused clearly
     assert main(["simulate", str(workdir / "dense.h5"), "--chip", str(workdir / "pcm.toml"),
                  "--data", str(workdir / "data"), "--instance", str(inst)]) == 2
@@ -109,6 +114,30 @@ def test_age(workdir, capsys):
                  workdir / "data", "--limit", 20, "--age", 86400)
     assert d["age_s"] == 86400.0
     assert all(layer["compensation"] > 1 for layer in d["layers"])
+
+
+def test_retention_time_from_chip_file_seed_and_threads(workdir, capsys, tmp_path):
+    """[retention] time_s is the default age; --seed changes the noise; --threads does not
+    change the results."""
+    chip = tmp_path / "aged.toml"
+    chip.write_text(CHIP.format(preset="pcm_joshi2020", encoding="differential")
+                    + "\n[retention]\ntime_s = 86400.0\n")
+    args = (workdir / "net.h5", "--chip", chip, "--data", workdir / "data", "--limit", 20)
+    import numba
+
+    before = numba.get_num_threads()
+    a = run_json(capsys, *args)  # --threads 1
+    assert numba.get_num_threads() == before  # restored for in-process callers
+    assert a["age_s"] == 86400.0 and all(layer["compensation"] > 1 for layer in a["layers"])
+    fresh = run_json(capsys, *args, "--age", 0)
+    assert fresh["age_s"] == 0.0 and all(layer["compensation"] == 1 for layer in fresh["layers"])
+    two = run_json(capsys, *args, "--threads", 2)
+    assert two["threads"] == 2 and numba.get_num_threads() == before
+    assert two["accuracy"] == a["accuracy"]  # the chip's outputs are bit-identical (see
+    for key in ("snr_db", "snr_db_end_to_end"):  # test_functional); the float reference
+        assert two[key] == pytest.approx(a[key], rel=1e-6)  # may round differently
+    other = run_json(capsys, *args, "--seed", 1)
+    assert other["snr_db"] != a["snr_db"]
 
 
 @pytest.mark.parametrize(

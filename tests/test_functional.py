@@ -211,6 +211,34 @@ def test_same_seed_same_result_and_chunks(scr_net, images):
     assert r1.calibration_samples == 64
 
 
+@pytest.mark.parametrize("encoding", ["single", "offset"])
+def test_thread_count_does_not_change_results(encoding, scr_net, images):
+    """BLAS and Numba threads (the CLI's --threads) change nothing, bit for bit: OpenBLAS
+    sums in another order with 2 threads, which moved ADC codes before the chip's BLAS calls
+    were pinned to one thread."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    cfg = config(encoding, preset="rram_wan2022", dac=8, adc=6, grid=16).replace(
+        adc={"noise_lsb": 0.5}
+    )
+    inst = program_chip(scr_net, cfg, 1)
+    x = np.random.default_rng(2).random((300, 28, 28), dtype=np.float32)
+    before = numba.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2):
+            with threadpool_limits(limits=threads):
+                numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+                runner = ChipRunner(scr_net, inst, cfg, 3)
+                runner.calibrate(scr_net.input_spec.prepare(x[:64]))
+                outs.append(runner.forward(scr_net.input_spec.prepare(x[64:]), 0))
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_forward_layer_matches_forward(scr_net, images):
     cfg = config("differential", preset="rram_wan2022", dac=8, adc=8)
     runner, xf, outs = chip_outputs(scr_net, cfg, images[:32], seed=2)
@@ -265,6 +293,10 @@ def test_adc_noise_and_granularity(scr_net, images):
     assert noisy[0] < clean[0] - 3
     assert column[0] > clean[0]  # a range per column fits every column better
     assert all(np.isfinite(pct.snr_db))
+    assert pct.snr_db[0] != clean[0]  # clipped ranges: another quantisation
+    wider = simulate(scr_net, inst, images[:128], seed=0,
+                     config=base.replace(adc={"calibration": "percentile", "percentile": 90.0}))
+    assert wider.snr_db[0] < pct.snr_db[0]  # clipping 10 % of the reads costs more
 
 
 def test_activation_quantisation(scr_net, images):
@@ -288,6 +320,21 @@ def test_balance_correction_for_single_encoding(scr_net, images):
     off_cfg = cfg.replace(mapping={"balance_correction": False})
     from_file = simulate(scr_net, inst, images[:128], seed=0, config=off_cfg).snr_db
     assert from_file == off
+
+
+def test_balance_correction_after_uniform_drift(scr_net, images):
+    """A drift that scales every conductance by the same factor is undone exactly by the
+    drift compensation, also for the 'single' balance correction: the common-mode current it
+    subtracts has drifted with the devices (the correction used to subtract the undrifted
+    g_zero, leaving (comp - 1) * g_zero * sum(q): 28 -> 22 dB here)."""
+    cfg = config("single", dac=6, adc=0, device={
+        "retention": {"kind": "pcm_drift", "nu_mean": 0.05, "nu_std": 0.0}})
+    inst = program_chip(scr_net, cfg, 1)
+    aged = age(inst, 86400.0, 2)
+    assert aged.layers[0].compensation > 1.3
+    fresh = simulate(scr_net, inst, images[:128], seed=0).snr_db
+    later = simulate(scr_net, aged, images[:128], seed=0).snr_db
+    assert later == pytest.approx(fresh, abs=0.05)
 
 
 def test_retention_compensation_restores_accuracy(scr_net, images):
@@ -340,3 +387,10 @@ def test_simulation_errors(scr_net, dense_net, images):
         simulate(scr_net, inst, images, seed=0, config=config("offset"))
     with pytest.raises(SimulationError, match="seed"):
         simulate(scr_net, inst, images, seed=-1)
+    # the runner checks the same (it used to accept any config, e.g. another device's noise)
+    with pytest.raises(SimulationError, match=r"\[device\] differs"):
+        ChipRunner(scr_net, inst, config("differential", "rram_wan2022"), 0)
+    with pytest.raises(SimulationError, match="different network"):
+        ChipRunner(dense_net, inst, cfg, 0)
+    with pytest.raises(SimulationError, match="seed"):
+        ChipRunner(scr_net, inst, cfg, -2)

@@ -100,6 +100,29 @@ def test_tiles_devices_and_ideal_decode(kind, encoding, scr_net, dense_net):
         assert inst.plan.layers[0].row_tiles > 1
 
 
+@pytest.mark.parametrize("encoding", ["single", "differential", "offset"])
+def test_mapping_scaling_is_applied(encoding, scr_net):
+    """[mapping] scaling: one weight-to-conductance scale per block ('core') or per output
+    column ('column'); either way the ideal devices reproduce the weights."""
+    for scaling in ("core", "column"):
+        inst = program_chip(scr_net, small_config(encoding, mapping={"scaling": scaling}), 3)
+        dev = inst.layers[1]
+        t = dev.tiling
+        per_block = dev.out_scale.reshape(t.n_blocks, t.block_out)
+        distinct = max(len(np.unique(row)) for row in per_block)
+        if scaling == "core":
+            assert distinct == 1
+        else:
+            assert distinct > t.block_out // 2
+        g = untile(dev.current.g_pos, t).astype(np.float64)
+        if dev.current.g_neg is not None:
+            g -= untile(dev.current.g_neg, t)
+        else:
+            g -= dev.g_zero.reshape(t.n_blocks, t.block_out)[:, :, None]
+        np.testing.assert_allclose(per_block[:, :, None] * g, block_weights(scr_net.layers[1]),
+                                   rtol=1e-4, atol=1e-5)
+
+
 def test_programming_noise_per_layer_streams(scr_net):
     cfg = small_config("single", preset="rram_wan2022")
     a = program_chip(scr_net, cfg, seed=5)
@@ -248,6 +271,15 @@ def test_save_load_round_trip(tmp_path, scr_net, aged):
     _same_instance(inst, back)
     back2 = load_instance(path, scr_net, cfg.replace(adc={"bits": 4}))  # read-time settings
     assert back2.config.adc.bits == 4
+    # the chip file's drift compensation applies to the loaded (aged) instance
+    off = load_instance(path, scr_net, cfg.replace(retention={"drift_compensation": False}))
+    assert all(layer.compensation == 1.0 for layer in off.layers)
+    if aged:
+        assert all(layer.compensation > 1.0 for layer in back.layers)
+        off_path = save_instance(off, tmp_path / "off.h5")
+        on = load_instance(off_path, scr_net, cfg)
+        for a, b in zip(on.layers, back.layers):
+            assert a.compensation == pytest.approx(b.compensation, rel=1e-12)
     with h5py.File(path) as f:
         assert f.attrs["format"] == P.FORMAT_NAME and int(f.attrs["version"]) == P.FORMAT_VERSION
 
@@ -307,6 +339,10 @@ def test_load_missing_garbage_truncated(tmp_path, saved, scr_net):
         (lambda f: f["layers"].__delitem__("layer_001"), r"group /layers/layer_001: missing"),
         (lambda f: f["layers/layer_000/programmed/g_pos"].__setitem__((0, 0, 0), np.nan),
          r"g_pos: holds NaN"),
+        (lambda f: f["layers/layer_000/programmed/g_pos"].__setitem__((0, 0, 0), -1.0),
+         r"/layers/layer_000/programmed/g_pos: negative conductances"),
+        (lambda f: f["layers/layer_001"].attrs.__setitem__("compensation", 0.0),
+         r"/layers/layer_001 attribute 'compensation'.*expected > 0"),
     ],
 )
 def test_load_reports_damaged_dataset(tmp_path, saved, scr_net, damage, match):
@@ -316,6 +352,16 @@ def test_load_reports_damaged_dataset(tmp_path, saved, scr_net, damage, match):
     with pytest.raises(ChipInstanceError, match=match) as info:
         load_instance(path, scr_net)
     assert str(path) in str(info.value)
+
+
+def test_load_checks_aged_conductances(tmp_path, scr_net):
+    inst = age(program_chip(scr_net, small_config("differential", preset="pcm_joshi2020"), 4),
+               100.0, 5)
+    path = save_instance(inst, tmp_path / "aged.h5")
+    with h5py.File(path, "r+") as f:
+        f["layers/layer_000/current/g_neg"][0, 0, 0] = -2.0
+    with pytest.raises(ChipInstanceError, match=r"current/g_neg: negative conductances"):
+        load_instance(path, scr_net)
 
 
 def test_save_is_atomic(tmp_path, saved, monkeypatch):

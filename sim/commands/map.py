@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> CommandResult:
+    if args.seed < 0:
+        raise CommandError(f"--seed must be an integer >= 0, got {args.seed}")
     config = read_chip(args.chip)
     network = read_network(args.network)
     try:

@@ -59,7 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=DEFAULT_THREADS,
-        help=f"BLAS and Numba threads (default: {DEFAULT_THREADS})",
+        help=f"Numba threads of the chip kernels, BLAS threads of the ideal reference; the "
+        f"chip's matrix products run on one BLAS thread, so results do not depend on it "
+        f"(default: {DEFAULT_THREADS})",
     )
 
 
@@ -101,6 +103,7 @@ def run(args: argparse.Namespace) -> CommandResult:
     age_s = config.retention.time_s if args.age is None else float(args.age)
 
     t0 = time.perf_counter()
+    numba_threads = numba.get_num_threads()  # restored afterwards (in-process callers)
     with threadpool_limits(limits=args.threads):
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
         try:
@@ -133,6 +136,8 @@ def run(args: argparse.Namespace) -> CommandResult:
                 )
         except (ChipConfigError, ChipInstanceError, ProgrammingError, SimulationError) as exc:
             raise CommandError(str(exc)) from None
+        finally:
+            numba.set_num_threads(numba_threads)
 
     data = {
         "network": str(args.network),
@@ -141,6 +146,7 @@ def run(args: argparse.Namespace) -> CommandResult:
         "split": "test",
         "instance": None if args.instance is None else str(args.instance),
         "instance_origin": origin,
+        "instance_seed": instance.seed,
         "threads": args.threads,
         "programming_seconds": t_prog,
         **result.as_dict(),
@@ -154,6 +160,6 @@ def run(args: argparse.Namespace) -> CommandResult:
         f"dataset            {dataset} test split",
         f"chip instance      {origin}"
         + ("" if args.instance is None else f" ({args.instance})")
-        + f", seed {args.seed}",
+        + f", programming seed {instance.seed}; read-noise seed {args.seed}",
     ]
     return CommandResult(data=data, text="\n".join(head) + "\n" + result.table())
