@@ -17,6 +17,7 @@ from mappings.encodings import ENCODINGS
 from mappings.placement import PlacementError, PlacementReport, placement_report
 from mappings.tiling import ChipPlan, LayerTiling, layer_tilings, plan_dense_baseline
 from sim.chip_config import ChipConfig, ChipConfigError, plan_for_chip
+from sim.timing import MvmTiming, mvm_timing
 
 COMPARED_PLACEMENTS: tuple[str, ...] = ("sequential", "random", "annealing")
 
@@ -73,6 +74,7 @@ class MappingReport:
     placement_method: str
     seed: int
     baseline: BaselineComparison | None  # None when the network has no ScRRAMBLe layer
+    timing: MvmTiming
 
     @property
     def layers(self) -> tuple[LayerTiling, ...]:
@@ -139,6 +141,7 @@ class MappingReport:
                 "positions": self.placement.placements[self.placement_method].positions.tolist(),
             },
             "baseline": None if self.baseline is None else self.baseline.as_dict(),
+            "timing": self.timing.as_dict(),
         }
         return out
 
@@ -202,6 +205,7 @@ class MappingReport:
                 + ("no inter-core traffic to compare" if red is None
                    else f"this network sends {red:.1f} % less")
             )
+        lines.append(self.timing.describe())
         return "\n".join(lines)
 
 
@@ -289,4 +293,5 @@ def map_network(
         placement_method=method,
         seed=int(seed),
         baseline=compare_with_dense(network, config, plan),
+        timing=mvm_timing(config, len(network.layers)),
     )
