@@ -39,9 +39,9 @@ import numpy as np
 
 from devices.converters import MAX_BITS
 from devices.presets import PRESETS
-from mappings.atomic import atomic_write
 from mappings.encodings import ENCODINGS
 from mappings.network import Network
+from mappings.safe_files import atomic_write
 from sim.chip_config import ChipConfig, default_chip_config, load_chip_config
 from sim.functional import simulate
 from sim.programming import age, network_fingerprint, program_chip

@@ -18,9 +18,9 @@ import h5py
 import numpy as np
 
 from mappings.activations import ACTIVATION_KINDS, Activation
-from mappings.atomic import atomic_write
 from mappings.network import DTYPE, DenseLayer, InputSpec, Network, Readout, ScrrambleLayer
 from mappings.routing import ROUTING_DTYPE, RoutingError, check_balanced
+from mappings.safe_files import atomic_write, open_hdf5
 
 FORMAT_NAME = "scrramble-network"
 FORMAT_VERSION = 1
@@ -550,24 +550,7 @@ def _read_network(r: _Reader) -> Network:
 def load_network(path: str | os.PathLike) -> Network:
     """Read and fully validate a network file written by :func:`save_network`."""
     path = Path(path)
-    if not path.exists():
-        raise NetworkFormatError(f"{path}: no such file")
-    if not path.is_file():
-        raise NetworkFormatError(f"{path}: not a regular file; expected an HDF5 network file")
-    try:
-        is_hdf5 = h5py.is_hdf5(path)
-    except OSError:
-        is_hdf5 = False
-    if not is_hdf5:
-        raise NetworkFormatError(
-            f"{path}: not an HDF5 file (no HDF5 signature); expected a {FORMAT_NAME} file"
-        )
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise NetworkFormatError(
-            f"{path}: HDF5 file cannot be opened (truncated or corrupted?): {exc}"
-        ) from exc
+    f = open_hdf5(path, error=NetworkFormatError, what=f"{FORMAT_NAME} file")
     with f:
         r = _Reader(f, path)
         try:

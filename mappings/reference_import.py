@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from mappings.activations import Activation
-from mappings.atomic import atomic_write
 from mappings.h5format import (
     NetworkFormatError,
     check_chaining,
@@ -32,6 +31,7 @@ from mappings.h5format import (
     require_float,
 )
 from mappings.network import InputSpec, Network, Readout, ScrrambleLayer
+from mappings.safe_files import atomic_write
 
 _KEY = re.compile(r"^([CcWw])(\d+)$")
 _RELU = Activation("relu")

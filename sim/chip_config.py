@@ -45,9 +45,9 @@ from devices.models import (
     SigmaModel,
 )
 from devices.presets import PRESETS, get_preset
-from mappings.atomic import atomic_write
 from mappings.encodings import ENCODINGS, SCALINGS
 from mappings.placement import METHODS as PLACEMENT_METHODS
+from mappings.safe_files import atomic_write
 from mappings.tiling import ChipPlan, plan_network
 
 DEFAULT_PRESET = "rram_wan2022"

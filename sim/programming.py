@@ -37,10 +37,10 @@ import h5py
 import numpy as np
 
 from devices.models import drift_compensation_factor
-from mappings.atomic import atomic_write
 from mappings.encodings import EncodingError, encode_matrix, reference_columns
 from mappings.network import DenseLayer, Network, ScrrambleLayer
 from mappings.routing import is_balanced
+from mappings.safe_files import atomic_write, open_hdf5
 from mappings.tiling import ChipPlan, LayerTiling
 from sim.chip_config import ChipConfig, chip_config_from_dict, plan_for_chip
 
@@ -453,15 +453,7 @@ def load_instance(
     compensation factors); otherwise the stored configuration is used.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ChipInstanceError(f"{path}: no such chip-instance file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ChipInstanceError(
-            f"{path}: not a readable HDF5 chip-instance file (corrupt or truncated?): {exc}"
-        ) from None
-    with f:
+    with open_hdf5(path, error=ChipInstanceError, what="chip-instance file") as f:
         try:
             return _read(_Reader(f, path), network, config)
         except (OSError, KeyError, RuntimeError) as exc:  # h5py errors on damaged files

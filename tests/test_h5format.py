@@ -507,7 +507,7 @@ def test_not_hdf5(tmp_path):
 
 
 def test_missing_file_and_directory(tmp_path):
-    with pytest.raises(NetworkFormatError, match="no such file"):
+    with pytest.raises(NetworkFormatError, match="absent.h5: no such scrramble-network file"):
         load_network(tmp_path / "absent.h5")
     with pytest.raises(NetworkFormatError, match="not a regular file"):
         load_network(tmp_path)

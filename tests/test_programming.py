@@ -316,7 +316,7 @@ def test_load_missing_garbage_truncated(tmp_path, saved, scr_net):
         load_instance(tmp_path / "nope.h5", scr_net)
     garbage = tmp_path / "garbage.h5"
     garbage.write_bytes(b"not an hdf5 file at all" * 10)
-    with pytest.raises(ChipInstanceError, match=r"garbage\.h5.*not a readable HDF5"):
+    with pytest.raises(ChipInstanceError, match=r"garbage\.h5.*not an HDF5 file"):
         load_instance(garbage, scr_net)
     data = path.read_bytes()
     cut = tmp_path / "cut.h5"

@@ -21,7 +21,7 @@ read it as the network trained so far) with one extra group, ``/checkpoint``:
 
 Moments follow the order and layout of ``TrainableNetwork.params`` (ScRRAMBLe: core matrices
 (dst_cores, core_size, core_size); dense: weights (n_in, n_out), then bias (n_out,)). The file
-is written atomically (:func:`mappings.atomic.atomic_write`); every dataset carries a
+is written atomically (:func:`mappings.safe_files.atomic_write`); every dataset carries a
 Fletcher-32 checksum. Loading validates everything and raises :class:`CheckpointError` naming
 the file (and HDF5 path) on any problem.
 """
@@ -39,9 +39,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from mappings.atomic import atomic_write
 from mappings.h5format import NetworkFormatError, load_network, save_network
 from mappings.network import DTYPE, DenseLayer, Network, ScrrambleLayer
+from mappings.safe_files import atomic_write, open_hdf5
 
 FORMAT_NAME = "scrramble-checkpoint"
 FORMAT_VERSION = 1
@@ -339,31 +339,10 @@ class _Reader:
         return a
 
 
-def _open(path: Path) -> h5py.File:
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: not a regular file; expected an HDF5 training checkpoint")
-    try:
-        is_hdf5 = h5py.is_hdf5(path)
-    except OSError:
-        is_hdf5 = False
-    if not is_hdf5:
-        raise CheckpointError(
-            f"{path}: not an HDF5 file (no HDF5 signature); expected a training checkpoint"
-        )
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        raise CheckpointError(
-            f"{path}: checkpoint cannot be opened (truncated or corrupted?): {exc}"
-        ) from exc
-
-
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read and validate a checkpoint written by :func:`save_checkpoint`."""
     path = Path(path)
-    with _open(path) as f:
+    with open_hdf5(path, error=CheckpointError, what="training checkpoint") as f:
         r = _Reader(f, path)
         if GROUP not in f:
             raise r.error(

@@ -1,4 +1,5 @@
-"""Atomic file writes: a temporary file beside the target, fsynced, then renamed over it."""
+"""Safe file handling: atomic writes (a temporary file beside the target, fsynced, then renamed
+over it) and HDF5 files opened for reading only after checks that name the file."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+
+import h5py
 
 
 def atomic_write(
@@ -47,3 +50,23 @@ def atomic_write(
 def _remove(tmp: Path) -> None:
     with contextlib.suppress(OSError):
         tmp.unlink()
+
+
+def open_hdf5(path: str | os.PathLike, *, error: type[Exception], what: str) -> h5py.File:
+    """Open ``path`` read-only after checking it exists and is HDF5; failures raise ``error``
+    with a message naming the file and ``what`` was expected (e.g. "chip-instance file")."""
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{path}: no such {what}")
+    if not path.is_file():
+        raise error(f"{path}: not a regular file; expected an HDF5 {what}")
+    try:
+        is_hdf5 = h5py.is_hdf5(path)
+    except OSError:
+        is_hdf5 = False
+    if not is_hdf5:
+        raise error(f"{path}: not an HDF5 file (no HDF5 signature); expected a {what}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise error(f"{path}: {what} cannot be opened (truncated or corrupted?): {exc}") from exc
