@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mappings.activations import Activation
 from mappings.builders import build_scrramble_network
 from mappings.network import DenseLayer, InputSpec, Network, Readout
-from sim.chip_config import chip_config_from_dict
-from sim.functional import simulate
-from sim.programming import program_chip
+from sim.chip.config import chip_config_from_dict
+from sim.chip.functional import simulate
+from sim.chip.programming import program_chip
 
 
 def dense_network(rng: np.random.Generator) -> Network:

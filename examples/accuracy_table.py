@@ -2,8 +2,8 @@
 
 For every device preset, ADC resolution and seed (an independently programmed chip instance)
 the network is programmed onto the packaged default chip (or ``--chip FILE``) with that preset
-and converter resolution (:func:`sim.programming.program_chip`), the converters are calibrated on training
-images and the test split is simulated (:func:`sim.functional.simulate`). One more
+and converter resolution (:func:`sim.chip.programming.program_chip`), the converters are calibrated on training
+images and the test split is simulated (:func:`sim.chip.functional.simulate`). One more
 configuration, the *ideal chip* (``ideal`` devices, 16-bit DAC and ADC, float activations),
 checks that the chip model reproduces the float accuracy.
 
@@ -42,9 +42,9 @@ from devices.presets import PRESETS
 from mappings.encodings import ENCODINGS
 from mappings.network import Network
 from mappings.safe_files import atomic_write
-from sim.chip_config import ChipConfig, default_chip_config, load_chip_config
-from sim.functional import simulate
-from sim.programming import age, network_fingerprint, program_chip
+from sim.chip.config import ChipConfig, default_chip_config, load_chip_config
+from sim.chip.functional import simulate
+from sim.chip.programming import age, network_fingerprint, program_chip
 
 DEFAULT_PRESETS: tuple[str, ...] = (
     "ideal",

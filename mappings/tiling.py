@@ -395,7 +395,7 @@ def plan_network(
 
     ``activation_bits``: bits per activation sent between cores (0 = float, sent as 32 bits);
     ``psum_bits``: bits per partial sum sent between row tiles. Whether the plan fits a chip
-    is checked by :func:`sim.chip_config.check_fits`.
+    is checked by :func:`sim.chip.config.check_fits`.
     """
     return plan_layers(
         _layers(network), core_rows, core_cols, encoding,

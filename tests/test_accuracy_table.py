@@ -17,7 +17,7 @@ import pytest
 
 from mappings.builders import build_scrramble_network
 from mappings.h5format import save_network
-from sim.chip_config import chip_config_from_dict, default_chip_config
+from sim.chip.config import chip_config_from_dict, default_chip_config
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "accuracy_table.py"
 

@@ -12,7 +12,7 @@ from devices.presets import PRESETS, get_preset
 from mappings.builders import build_scrramble_network
 from mappings.network import InputSpec
 from mappings.tiling import plan_network
-from sim.chip_config import (
+from sim.chip.config import (
     SECTIONS,
     ChipConfig,
     ChipConfigError,

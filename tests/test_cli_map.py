@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-import sim.cli
+import sim.commands.cli
 from mappings.builders import build_scrramble_network
 from mappings.h5format import save_network
 from mappings.network import InputSpec
@@ -27,7 +27,7 @@ psum_bits = 16
 @pytest.fixture
 def cli():
     """The command-line entry point, run in-process."""
-    return sim.cli.main
+    return sim.commands.cli.main
 
 
 def _net(readout="capsule"):
@@ -186,8 +186,8 @@ def test_negative_seed_is_a_clear_error(cli, capsys, files):
     assert cli(["map", str(net_path), "--chip", str(chip), "--seed", "-1"]) == 2
     assert "--seed must be an integer >= 0, got -1" in capsys.readouterr().err
     from mappings.placement import PlacementError
-    from sim.chip_config import load_chip_config
-    from sim.mapping_report import map_network
+    from sim.chip.config import load_chip_config
+    from sim.chip.mapping_report import map_network
 
     with pytest.raises(PlacementError, match="seed must be an integer >= 0"):
         map_network(net, load_chip_config(chip), seed=-3)

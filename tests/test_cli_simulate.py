@@ -11,7 +11,7 @@ import pytest
 
 from mappings.builders import build_dense_network, build_scrramble_network
 from mappings.h5format import save_network
-from sim.cli import main
+from sim.commands.cli import main
 
 CHIP = """
 [chip]

@@ -12,7 +12,7 @@ import pytest
 
 from mappings.h5format import load_network
 from mappings.network import DenseLayer, ScrrambleLayer
-from sim import cli
+from sim.commands import cli
 
 TINY = [
     "--core-size",

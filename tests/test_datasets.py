@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim import datasets
 from sim.datasets import (
     DataNotFoundError,
     DatasetError,
@@ -17,6 +16,7 @@ from sim.datasets import (
     load_dataset,
     read_idx,
 )
+from sim.datasets import idx as datasets
 
 _CODES = {
     np.uint8: 0x08,

@@ -14,9 +14,9 @@ import pytest
 from mappings.activations import Activation
 from mappings.builders import build_dense_network, build_scrramble_network
 from mappings.network import DenseLayer, InputSpec, Network, Readout
-from sim.chip_config import chip_config_from_dict
-from sim.functional import ChipRunner, SimulationError, simulate
-from sim.programming import age, program_chip
+from sim.chip.config import chip_config_from_dict
+from sim.chip.functional import ChipRunner, SimulationError, simulate
+from sim.chip.programming import age, program_chip
 
 Z = 5.0
 

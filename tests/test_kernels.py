@@ -13,7 +13,7 @@ from scipy import stats
 
 from devices.converters import adc_quantize, bit_planes, dac_codes, dac_quantize, quantize_unsigned
 from mappings.activations import Activation
-from sim import kernels as K
+from sim.chip import kernels as K
 
 Z = 5.0
 

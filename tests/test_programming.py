@@ -11,9 +11,9 @@ import pytest
 
 from mappings.builders import build_dense_network, build_scrramble_network
 from mappings.network import DenseLayer, Network
-from sim import programming as P
-from sim.chip_config import ChipConfigError, chip_config_from_dict
-from sim.programming import (
+from sim.chip import programming as P
+from sim.chip.config import ChipConfigError, chip_config_from_dict
+from sim.chip.programming import (
     ChipInstanceError,
     ProgrammingError,
     age,

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-import sim.cli
+import sim.commands.cli
 from mappings.builders import build_scrramble_network
 from mappings.h5format import save_network
 from mappings.network import InputSpec
-from sim.chip_config import default_chip_config
-from sim.timing import READ_PULSE_NS, mvm_timing, sar_conversion_ns
+from sim.chip.config import default_chip_config
+from sim.chip.timing import READ_PULSE_NS, mvm_timing, sar_conversion_ns
 
 
 def test_default_chip_timing_follows_its_converters():
@@ -53,9 +53,9 @@ def test_map_reports_timing_from_the_chip_file(tmp_path, capsys):
     save_network(net, tmp_path / "net.h5")
     chip = tmp_path / "chip.toml"
     chip.write_text("[chip]\nclock_mhz = 500.0\n[adc]\ncolumns_per_adc = 4\nbits = 6\n")
-    assert sim.cli.main(["map", str(tmp_path / "net.h5"), "--chip", str(chip), "--json"]) == 0
+    assert sim.commands.cli.main(["map", str(tmp_path / "net.h5"), "--chip", str(chip), "--json"]) == 0
     t = json.loads(capsys.readouterr().out)["timing"]
     assert t["mvm_ns"] == pytest.approx(READ_PULSE_NS + 4 * 7.0)  # 38 ns
     assert t["mvm_cycles"] == 19 and t["inference_cycles"] == 2 * 19
-    assert sim.cli.main(["map", str(tmp_path / "net.h5"), "--chip", str(chip)]) == 0
+    assert sim.commands.cli.main(["map", str(tmp_path / "net.h5"), "--chip", str(chip)]) == 0
     assert "38 ns = 19 cycles at 500 MHz" in capsys.readouterr().out

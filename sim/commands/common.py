@@ -24,13 +24,13 @@ def add_chip_argument(parser: argparse.ArgumentParser) -> None:
         metavar="CHIP.toml",
         type=Path,
         default=None,
-        help="chip description (default: the packaged default chip, sim/data/default_chip.toml)",
+        help="chip description (default: the packaged default chip, sim/chip/default_chip.toml)",
     )
 
 
 def read_chip(path: Path | None):
     """The chip file at ``path`` (or the packaged default), errors as CommandError."""
-    from sim.chip_config import ChipConfigError, default_chip_config, load_chip_config
+    from sim.chip.config import ChipConfigError, default_chip_config, load_chip_config
 
     try:
         return default_chip_config() if path is None else load_chip_config(path)

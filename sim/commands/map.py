@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 from mappings.placement import METHODS, PlacementError
-from sim.chip_config import ChipConfigError
+from sim.chip.config import ChipConfigError
+from sim.chip.mapping_report import map_network
 from sim.commands import CommandError, CommandResult
 from sim.commands.common import add_chip_argument, add_network_argument, read_chip, read_network
-from sim.mapping_report import map_network
 
 HELP = "map a network onto a chip: tiles, cores, devices, traffic, placement"
 

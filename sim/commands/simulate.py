@@ -82,9 +82,9 @@ def run(args: argparse.Namespace) -> CommandResult:
     from threadpoolctl import threadpool_limits
     from tqdm import tqdm
 
-    from sim.chip_config import ChipConfigError
-    from sim.functional import SimulationError, simulate
-    from sim.programming import (
+    from sim.chip.config import ChipConfigError
+    from sim.chip.functional import SimulationError, simulate
+    from sim.chip.programming import (
         ChipInstanceError,
         ProgrammingError,
         age,

@@ -42,7 +42,7 @@ from mappings.network import DenseLayer, Network, ScrrambleLayer
 from mappings.routing import is_balanced
 from mappings.safe_files import atomic_write, open_hdf5
 from mappings.tiling import ChipPlan, LayerTiling
-from sim.chip_config import ChipConfig, chip_config_from_dict, plan_for_chip
+from sim.chip.config import ChipConfig, chip_config_from_dict, plan_for_chip
 
 FORMAT_NAME = "scrramble-chip-instance"
 FORMAT_VERSION = 1

@@ -45,13 +45,15 @@ from devices.models import (
     SigmaModel,
 )
 from devices.presets import PRESETS, get_preset
+from mappings import fit
 from mappings.encodings import ENCODINGS, SCALINGS
+from mappings.fit import ChipGeometrySpec
 from mappings.placement import METHODS as PLACEMENT_METHODS
 from mappings.safe_files import atomic_write
-from mappings.tiling import ChipPlan, plan_network
+from mappings.tiling import ChipPlan
 
 DEFAULT_PRESET = "rram_wan2022"
-DEFAULT_CHIP_RESOURCE = "data/default_chip.toml"
+DEFAULT_CHIP_RESOURCE = "default_chip.toml"
 
 
 class ChipConfigError(ValueError):
@@ -486,8 +488,8 @@ def load_chip_config(path: str | os.PathLike) -> ChipConfig:
 
 
 def default_chip_config() -> ChipConfig:
-    """The packaged default chip (``sim/data/default_chip.toml``)."""
-    res = resources.files("sim").joinpath(DEFAULT_CHIP_RESOURCE)
+    """The packaged default chip (``sim/chip/default_chip.toml``)."""
+    res = resources.files("sim.chip").joinpath(DEFAULT_CHIP_RESOURCE)
     with resources.as_file(res) as p:
         return load_chip_config(p)
 
@@ -561,53 +563,33 @@ def dump_toml(d: Mapping[str, Any]) -> str:
 # ------------------------------------------------------------------------------ fit check
 
 
-def check_fits(plan: ChipPlan, config: ChipConfig) -> None:
-    """Raise ChipConfigError unless ``plan`` fits the chip of ``config``: enough physical
-    cores, ScRRAMBLe cores as wide as the crossbar's columns, the chip's slot size."""
-    ctx = _Ctx(config.source)
+def geometry_spec(config: ChipConfig) -> ChipGeometrySpec:
+    """The ``[chip]`` section as the mapping side's geometry."""
     c = config.chip
-    if plan.core_rows and (plan.core_rows, plan.core_cols) != (c.core_rows, c.core_cols):
-        raise ctx.error(
-            f"the plan was made for {plan.core_rows} x {plan.core_cols} cores but [chip] has "
-            f"core_rows x core_cols = {c.core_rows} x {c.core_cols}"
-        )
-    for t in plan.layers:
-        if t.kind != "scrramble":
-            continue
-        if t.slot_size != c.slot_size:
-            raise ctx.error(
-                f"layer {t.layer} is a ScRRAMBLe layer with {t.slot_size}-wide slots but "
-                f"[chip] slot_size = {c.slot_size}; set slot_size = {t.slot_size}"
-            )
-        if t.block_out != c.core_cols:
-            raise ctx.error(
-                f"layer {t.layer} has {t.block_out}-wide ScRRAMBLe cores but [chip] core_cols = "
-                f"{c.core_cols}; a ScRRAMBLe core must match the crossbar width "
-                f"(set core_cols = {t.block_out})"
-            )
-    n, m = plan.n_physical_cores, c.n_cores
-    if n > m:
-        raise ctx.error(
-            f"network needs {n} physical cores for encoding {plan.encoding or '?'}, chip has "
-            f"{c.grid_rows} x {c.grid_cols} = {m}"
-        )
+    return ChipGeometrySpec(c.grid_rows, c.grid_cols, c.core_rows, c.core_cols, c.slot_size)
+
+
+def check_fits(plan: ChipPlan, config: ChipConfig) -> None:
+    """:func:`mappings.fit.check_fits` against the chip of ``config``; raises ChipConfigError
+    naming the chip file."""
+    try:
+        fit.check_fits(plan, geometry_spec(config))
+    except fit.FitError as exc:
+        raise ChipConfigError(f"{config.source}: {exc}") from None
 
 
 def plan_for_chip(network, config: ChipConfig, *, check: bool = True) -> ChipPlan:
-    """:func:`mappings.tiling.plan_network` with the chip's geometry, encoding and bit widths;
-    ``check`` runs :func:`check_fits`."""
+    """:func:`mappings.fit.plan_for_geometry` with the chip's geometry, encoding and bit
+    widths; raises ChipConfigError naming the chip file."""
     m = config.mapping
     try:
-        plan = plan_network(
+        return fit.plan_for_geometry(
             network,
-            config.chip.core_rows,
-            config.chip.core_cols,
+            geometry_spec(config),
             m.encoding,
             activation_bits=m.activation_bits,
             psum_bits=m.psum_bits,
+            check=check,
         )
-    except ValueError as exc:
-        raise ChipConfigError(f"{config.source}: cannot tile the network: {exc}") from None
-    if check:
-        check_fits(plan, config)
-    return plan
+    except fit.FitError as exc:
+        raise ChipConfigError(f"{config.source}: {exc}") from None

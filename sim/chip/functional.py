@@ -12,9 +12,9 @@ Per layer and batch chunk (see docs/simulation.md for the full pipeline and the 
    S2 = sigma_read(G)^2 per device (one more matmul, or a row sum when sigma is constant);
    one normal per ADC conversion, never one per device.
 5. ADC (clip + round, ranges calibrated per tile or column) fused with the noise and the
-   digital partial-sum accumulation over row tiles (:func:`sim.kernels.adc_accumulate`).
+   digital partial-sum accumulation over row tiles (:func:`sim.chip.kernels.adc_accumulate`).
 6. Decode: reference subtraction, rescale to weight units, drift compensation, bias,
-   activation, activation quantisation (:func:`sim.kernels.decode_outputs`).
+   activation, activation quantisation (:func:`sim.chip.kernels.decode_outputs`).
 
 All random numbers come from streams derived from ``SeedSequence(seed, spawn_key=(tag, chunk,
 layer))``, so the result is a pure function of the configuration, the instance and the seed.
@@ -34,9 +34,9 @@ from threadpoolctl import ThreadpoolController
 
 from devices.converters import ADCConfig, calibrate_adc
 from mappings.network import DenseLayer, Network, ScrrambleLayer
-from sim import kernels
-from sim.chip_config import ChipConfig
-from sim.programming import ChipInstance, LayerDevices, network_fingerprint
+from sim.chip import kernels
+from sim.chip.config import ChipConfig
+from sim.chip.programming import ChipInstance, LayerDevices, network_fingerprint
 
 SIM_STREAM = 0x53494D00  # spawn-key tags (distinct from programming's layer indices)
 CALIB_STREAM = 0x43414C00

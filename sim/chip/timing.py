@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sim.chip_config import ChipConfig
+from sim.chip.config import ChipConfig
 
 # Integration (read) pulse per input pass: 10 ns (NeuroSim; shared/reference/devices_and_costs.md).
 READ_PULSE_NS = 10.0

@@ -1,7 +1,7 @@
 """Numba kernels of the functional chip simulation (float32 data, one pass per job).
 
 What runs here, per layer and batch chunk (the matrix products themselves are BLAS calls in
-:mod:`sim.functional`):
+:mod:`sim.chip.functional`):
 
 - :func:`dac_tiles` / :func:`dac_codes_kernel` / :func:`dac_plane`: input DAC (multilevel codes
   or sign-magnitude bit planes), cut into zero-padded row tiles, plus the squared inputs that

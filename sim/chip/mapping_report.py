@@ -16,8 +16,8 @@ import numpy as np
 from mappings.encodings import ENCODINGS
 from mappings.placement import PlacementError, PlacementReport, placement_report
 from mappings.tiling import ChipPlan, LayerTiling, layer_tilings, plan_dense_baseline
-from sim.chip_config import ChipConfig, ChipConfigError, plan_for_chip
-from sim.timing import MvmTiming, mvm_timing
+from sim.chip.config import ChipConfig, ChipConfigError, plan_for_chip
+from sim.chip.timing import MvmTiming, mvm_timing
 
 COMPARED_PLACEMENTS: tuple[str, ...] = ("sequential", "random", "annealing")
 
