@@ -245,6 +245,7 @@ def compare_with_dense(network, config: ChipConfig, plan: ChipPlan | None = None
     dense = plan_dense_baseline(
         network, config.chip.core_rows, config.chip.core_cols, m.encoding,
         activation_bits=m.activation_bits, psum_bits=m.psum_bits,
+        slot_elements=config.chip.slot_size, address_cores=config.n_cores,
     )
     return BaselineComparison(
         dense_inter_core_bits=dense.inter_core_bits,
@@ -281,8 +282,8 @@ def map_network(
     totals, per_layer = count_devices(network, config)
     method = config.mapping.placement
     methods = COMPARED_PLACEMENTS + (() if method in COMPARED_PLACEMENTS else (method,))
-    rng = np.random.default_rng(seed)
-    report = placement_report(plan.traffic_bits, config.grid, rng, methods)
+    # placement cost: the bits on the wires, headers included, from the mapping's flows
+    report = placement_report(plan.flows.core_matrix(header=True), config.grid, int(seed), methods)
     return MappingReport(
         chip_source=config.source,
         config=config,
