@@ -473,6 +473,11 @@ def run_cycles(s, c_end):
     rc = par[RC]
     va_d = par[VA]
     cd = par[CD]
+    # credit of a flit switched in cycle c: its buffer slot frees after switch traversal, the
+    # credit crosses the link back and the upstream router takes credit_delay to process it
+    cd_sw = par[ST] + par[LINK] + cd
+    # credit of a flit read by a terminal: back over the ejection link, then credit_delay
+    cd_ej = par[LINK] + cd
     link = par[LINK]
     fly = par[SA] + par[ST] + par[LINK]
     wait = par[WAIT] == 1
@@ -525,7 +530,8 @@ def run_cycles(s, c_end):
             return ST_STALL
         measuring = par[WARM] <= c < par[MEND]
         slot = c % w
-        slot_cd = (c + cd) % w
+        slot_cd = (c + cd_sw) % w
+        slot_cd_ej = (c + cd_ej) % w
         slot_link = (c + link) % w
         slot_fly = (c + fly) % w
         slot_ej = (c + fly + 1) % w
@@ -598,7 +604,7 @@ def run_cycles(s, c_end):
                     cnt[C_T_FLITS] += 1
                     cnt[C_T_FLITSUM] += c - p_ctime[pk]
                 tail = fi == p_size[pk] - 1
-                tc = r * P * w + slot_cd
+                tc = r * P * w + slot_cd_ej
                 kk = cwn[tc]
                 cwv[tc * sp + kk] = evc[e]
                 cwt[tc * sp + kk] = 1 if tail else 0

@@ -31,7 +31,7 @@ class NocDeadlockError(RuntimeError):
 
 def _wheel(config: NocConfig) -> int:
     return max(config.sa_delay + config.st_delay + config.link_latency + 1,
-               config.credit_delay, config.link_latency) + 1
+               config.st_delay + config.link_latency + config.credit_delay) + 1
 
 
 def _build_state(
