@@ -75,6 +75,7 @@ class MappingReport:
     seed: int
     baseline: BaselineComparison | None  # None when the network has no ScRRAMBLe layer
     timing: MvmTiming
+    estimate: object = None  # sim.chipnet.estimate.ChipEstimate of the chosen placement
 
     @property
     def layers(self) -> tuple[LayerTiling, ...]:
@@ -142,6 +143,7 @@ class MappingReport:
             },
             "baseline": None if self.baseline is None else self.baseline.as_dict(),
             "timing": self.timing.as_dict(),
+            "estimate": None if self.estimate is None else self.estimate.as_dict(),
         }
         return out
 
@@ -206,6 +208,9 @@ class MappingReport:
                    else f"this network sends {red:.1f} % less")
             )
         lines.append(self.timing.describe())
+        if self.estimate is not None:
+            lines.append("")
+            lines.append(self.estimate.table())
         return "\n".join(lines)
 
 
@@ -284,6 +289,11 @@ def map_network(
     methods = COMPARED_PLACEMENTS + (() if method in COMPARED_PLACEMENTS else (method,))
     # placement cost: the bits on the wires, headers included, from the mapping's flows
     report = placement_report(plan.flows.core_matrix(header=True), config.grid, int(seed), methods)
+    from sim.chipnet.estimate import estimate_chip
+
+    estimate = estimate_chip(
+        network, config, plan, report.placements[method].positions, devices=totals
+    )
     return MappingReport(
         chip_source=config.source,
         config=config,
@@ -295,4 +305,5 @@ def map_network(
         seed=int(seed),
         baseline=compare_with_dense(network, config, plan),
         timing=mvm_timing(config, len(network.layers)),
+        estimate=estimate,
     )
