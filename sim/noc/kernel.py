@@ -133,6 +133,8 @@ class KernelState(NamedTuple):
     # statistics
     acc: np.ndarray  # ejected flits per node in the window
     occ: np.ndarray  # flits buffered per router now
+    pocc: np.ndarray  # flits buffered per input port now
+    vawait: np.ndarray  # input VCs waiting for VC allocation per router
     occ_sum: np.ndarray  # sum over window cycles
     link_flits: np.ndarray  # (N * 5,) flits sent per output port in the window
     h_pkt: np.ndarray
@@ -459,6 +461,7 @@ def run_cycles(s, c_end):
     rng, gen_prob, perm, hot, hot_frac = s.rng, s.gen_prob, s.perm, s.hot, s.hot_frac
     burst_on = s.burst_on
     acc, occ, occ_sum, link_flits = s.acc, s.occ, s.occ_sum, s.link_flits
+    pocc, vawait = s.pocc, s.vawait
     h_pkt, h_net, h_flit = s.h_pkt, s.h_net, s.h_flit
 
     n = par[N_]
@@ -577,10 +580,12 @@ def run_cycles(s, c_end):
                     bfi[pos] = lfi[lw]
                     bt[pos] = c
                     bn[q] += 1
+                    pocc[r * P + p] += 1
                     occ[r] += 1
                     if ist[q] == 0:
                         # a head at an idle VC: route now (lookahead), VC allocation from c + rc
                         ist[q] = 1
+                        vawait[r] += 1
                         irdy[q] = c + rc
                         o, lo, hi = _route(r, p_src[pk], p_dst[pk], rows, cols, torus, yx, nv)
                         iout[q] = o
@@ -730,7 +735,7 @@ def run_cycles(s, c_end):
             # -- VC allocation: heads waiting for an output VC on their route
             nreq = 0
             ports = 0
-            for i in range(pv):
+            for i in range(pv if vawait[r] > 0 else 0):
                 if ist[base + i] == 1 and irdy[base + i] <= c:
                     reqs[nreq] = i
                     nreq += 1
@@ -776,6 +781,7 @@ def run_cycles(s, c_end):
                         obusy[oq] = 1
                         iovc[q] = ov
                         ist[q] = 2
+                        vawait[r] -= 1
                         irdy[q] = c + va_d
                         matched[i] = 1
                         if it == 0:
@@ -818,6 +824,7 @@ def run_cycles(s, c_end):
                         obusy[oq] = 1
                         iovc[qb] = ov
                         ist[qb] = 2
+                        vawait[r] -= 1
                         irdy[qb] = c + va_d
                         matched[best] = 1
                         if it == 0:
@@ -831,6 +838,8 @@ def run_cycles(s, c_end):
                 mask[e] = 0
                 match_e[e] = -1
             for p in range(P):
+                if pocc[r * P + p] == 0:
+                    continue
                 grp = 0
                 for v in range(nv):
                     q = base + p * nv + v
@@ -918,6 +927,7 @@ def run_cycles(s, c_end):
                 fi = bfi[slot_b]
                 bh[q] = _wrap(bh[q] + 1, dep)
                 bn[q] -= 1
+                pocc[r * P + p] -= 1
                 occ[r] -= 1
                 ov = iovc[q]
                 oq = base + o * nv + ov
@@ -964,6 +974,7 @@ def run_cycles(s, c_end):
                         # the next packet's head is at the front: VC allocation from c + 1
                         npk = bpk[q * dep + bh[q]]
                         ist[q] = 1
+                        vawait[r] += 1
                         ready = bt[q * dep + bh[q]] + rc
                         irdy[q] = max(c + 1, ready)
                         o2, lo, hi = _route(r, p_src[npk], p_dst[npk], rows, cols, torus, yx, nv)

@@ -124,6 +124,7 @@ def _build_state(
         gen_prob=gen_prob, perm=perm, hot=hot, hot_frac=hot_frac,
         burst_on=np.zeros(n, np.uint8), size_flits=size,
         acc=np.zeros(n, i64), occ=np.zeros(n, i64), occ_sum=np.zeros(n, i64),
+        pocc=np.zeros(n * K.P, i32), vawait=np.zeros(n, i32),
         link_flits=np.zeros(n * K.P, i64),
         h_pkt=np.zeros(hist, i64), h_net=np.zeros(hist, i64), h_flit=np.zeros(hist, i64),
         **tr,
