@@ -104,6 +104,7 @@ class CosimResult:
     compute_cycles: np.ndarray  # per inference, on the critical path
     core_busy: np.ndarray  # (rows, cols) busy fraction of every router's core
     link_utilisation: np.ndarray  # (rows, cols, 5) flits per cycle on each output port
+    injection: np.ndarray  # (rows, cols) flits per cycle each router's source injects
 
     @property
     def makespan(self) -> int:
@@ -129,19 +130,31 @@ class CosimResult:
         return float(np.mean(1.0 - self.compute_cycles / self.latency_cycles))
 
     def bottleneck(self) -> dict:
-        """The busiest core (busy fraction) and link (flits per cycle), and which binds."""
+        """The busiest core (busy fraction), link, injection and ejection port (flits per
+        cycle, at most 1), and which of them binds (the highest)."""
         _rows, cols = self.core_busy.shape
         c = int(np.argmax(self.core_busy))
         link = self.link_utilisation.copy()
         link[..., 0] = 0.0  # ejection is not a link between routers
         flat = int(np.argmax(link))
         r, cc, port = np.unravel_index(flat, link.shape)
-        core_u = float(self.core_busy.flat[c])
-        link_u = float(link[r, cc, port])
+        inj = int(np.argmax(self.injection))
+        ej = self.link_utilisation[..., 0]
+        e = int(np.argmax(ej))
+        use = {
+            "core": float(self.core_busy.flat[c]),
+            "link": float(link[r, cc, port]),
+            "injection": float(self.injection.flat[inj]),
+            "ejection": float(ej.flat[e]),
+        }
         return {
-            "core": {"router": [c // cols, c % cols], "busy": core_u},
-            "link": {"router": [int(r), int(cc)], "port": PORTS[port], "flits_per_cycle": link_u},
-            "binding": "core" if core_u >= link_u else "link",
+            "core": {"router": [c // cols, c % cols], "busy": use["core"]},
+            "link": {"router": [int(r), int(cc)], "port": PORTS[port],
+                     "flits_per_cycle": use["link"]},
+            "injection": {"router": [inj // cols, inj % cols],
+                          "flits_per_cycle": use["injection"]},
+            "ejection": {"router": [e // cols, e % cols], "flits_per_cycle": use["ejection"]},
+            "binding": max(use, key=lambda k: (use[k], k == "core")),
         }
 
     def as_dict(self) -> dict:
@@ -216,9 +229,11 @@ def cosimulate(
     busy = np.bincount(trace.task_core, weights=tim.task_finish - tim.task_start,
                        minlength=rows * cols).reshape(rows, cols) / span
     link = np.asarray(res.link_flits, np.float64).reshape(rows, cols, -1) / span
+    flits = zero_load_of(noc).flits(trace.msg_bits)
+    inj = np.bincount(trace.msg_src, weights=flits, minlength=rows * cols).reshape(rows, cols)
     return CosimResult(
         trace=trace, timing=tim, noc=res, clock_mhz=float(clock_mhz),
         latency_cycles=latency.astype(np.int64), start_cycles=start, end_cycles=end,
         compute_cycles=critical_compute_cycles(trace, tim), core_busy=busy,
-        link_utilisation=link,
+        link_utilisation=link, injection=inj / span,
     )

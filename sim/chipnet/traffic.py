@@ -16,18 +16,25 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mappings.flows import PSUM, Flows, address_bits_for
+from mappings.flows import PSUM, Flows
 from mappings.tiling import ChipPlan, plan_dense_baseline
 
 if TYPE_CHECKING:
     from sim.chip.config import ChipConfig
 
 __all__ = [
-    "TrafficComparison", "TrafficSummary", "compare_traffic", "dense_grid", "traffic_summary",
+    "TrafficComparison",
+    "TrafficSummary",
+    "compare_traffic",
+    "dense_baseline_for",
+    "dense_grid",
+    "sequential_positions",
+    "traffic_summary",
 ]
 
 
-def _sequential(n: int, cols: int) -> np.ndarray:
+def sequential_positions(n: int, cols: int) -> np.ndarray:
+    """Cores 0..n-1 on the cells of a ``cols``-wide mesh in row-major order."""
     return np.stack(np.divmod(np.arange(n), cols), axis=1)
 
 
@@ -145,6 +152,25 @@ def dense_grid(n_cores: int) -> tuple[int, int]:
     return side, side
 
 
+def dense_baseline_for(network, config: ChipConfig) -> tuple[ChipPlan, tuple[int, int]]:
+    """The dense baseline of ``network`` on the chip's core size, bit widths and packet size,
+    and the square mesh it is placed on (:func:`dense_grid` with a free cell for the I/O
+    port); headers address every router of that mesh (or of the chip, if larger)."""
+    m = config.mapping
+    n = plan_dense_baseline(
+        network, config.chip.core_rows, config.chip.core_cols, m.encoding,
+        activation_bits=m.activation_bits, psum_bits=m.psum_bits,
+        slot_elements=config.chip.slot_size, address_cores=config.n_cores,
+    ).n_physical_cores
+    g = dense_grid(n + 1)
+    dense = plan_dense_baseline(
+        network, config.chip.core_rows, config.chip.core_cols, m.encoding,
+        activation_bits=m.activation_bits, psum_bits=m.psum_bits,
+        slot_elements=config.chip.slot_size, address_cores=max(g[0] * g[1], config.n_cores),
+    )
+    return dense, g
+
+
 def compare_traffic(
     network,
     config: ChipConfig,
@@ -156,23 +182,11 @@ def compare_traffic(
 ) -> TrafficComparison:
     """The network placed at ``positions`` on the chip vs the dense baseline of the same
     layer shapes, core size, bit widths and packet size, placed sequentially on a square
-    mesh (:func:`dense_grid`); headers address the larger of the two meshes."""
-    m = config.mapping
-    dense = plan_dense_baseline(
-        network, config.chip.core_rows, config.chip.core_cols, m.encoding,
-        activation_bits=m.activation_bits, psum_bits=m.psum_bits,
-        slot_elements=config.chip.slot_size, address_cores=config.n_cores,
-    )
-    g = dense_grid(dense.n_physical_cores)
-    if address_bits_for(g[0] * g[1]) != dense.flows.address_bits:
-        dense = plan_dense_baseline(
-            network, config.chip.core_rows, config.chip.core_cols, m.encoding,
-            activation_bits=m.activation_bits, psum_bits=m.psum_bits,
-            slot_elements=config.chip.slot_size, address_cores=max(g[0] * g[1], config.n_cores),
-        )
+    mesh (:func:`dense_baseline_for`)."""
+    dense, g = dense_baseline_for(network, config)
     return TrafficComparison(
         traffic_summary(plan, positions, grid=config.grid, link_width_bits=link_width_bits,
                         multicast=multicast),
-        traffic_summary(dense, _sequential(dense.n_physical_cores, g[1]), grid=g,
+        traffic_summary(dense, sequential_positions(dense.n_physical_cores, g[1]), grid=g,
                         link_width_bits=link_width_bits, multicast=multicast),
     )

@@ -1,8 +1,8 @@
 """``scrramble-sim noc``: the cycle-level packet network under synthetic traffic.
 
 One run prints latency, throughput and speed; ``--rates LO:HI:STEP`` sweeps the offered load
-and writes a latency-vs-load table and figure. The optional positional network file is
-reserved for network-driven traffic (the mapped network's real messages), not yet available.
+and writes a latency-vs-load table and figure. With the optional positional network file the
+network carries that mapped network's own messages (:mod:`sim.commands.noc_network`).
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "network", metavar="NET.h5", type=Path, nargs="?", default=None,
-        help="drive the network with a mapped network's traffic (not yet available)",
+        help="drive the network with a mapped network's own traffic (see noc_network.py)",
     )
-    parser.add_argument("--mesh", default="8x8", metavar="ROWSxCOLS", help="router grid (8x8)")
+    parser.add_argument("--mesh", default=None, metavar="ROWSxCOLS",
+                        help="router grid (8x8; with NET.h5 the chip's grid)")
     parser.add_argument("--torus", action="store_true", help="wrap-around links (dateline VCs)")
     parser.add_argument("--routing", default="xy", help=f"one of {list(ROUTINGS)} (xy)")
     parser.add_argument("--vcs", type=int, default=8, help="virtual channels per port (8)")
@@ -78,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="latency-vs-load figure of --rates (noc_latency_load.png)",
     )
     parser.add_argument("--out", type=Path, default=None, help="save the result as HDF5")
+    from sim.commands.noc_network import add_network_arguments
+
+    add_network_arguments(parser)
 
 
 def _mesh(text: str) -> tuple[int, int]:
@@ -112,7 +116,7 @@ def _flag_error(exc: Exception) -> CommandError:
 def _build(args: argparse.Namespace):
     from sim.noc import NocConfig, NocConfigError, SyntheticTraffic
 
-    rows, cols = _mesh(args.mesh)
+    rows, cols = _mesh(args.mesh or "8x8")
     burst_on = burst_off = 0.1
     if args.burst is not None:
         try:
@@ -143,11 +147,6 @@ def _build(args: argparse.Namespace):
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.network is not None:
-        raise CommandError(
-            f"{args.network}: network-driven traffic: not yet available; run without NET.h5 "
-            "for synthetic traffic"
-        )
     if args.seed < 0:
         raise CommandError(f"--seed must be an integer >= 0, got {args.seed}")
     if args.cycles is not None and args.cycles < 1:
@@ -161,6 +160,13 @@ def run(args: argparse.Namespace) -> CommandResult:
 
     _check(args)
     config, traffic = _build(args)
+    if args.network is not None:
+        from sim.commands.noc_network import run_network
+
+        try:
+            return run_network(args, config, _mesh(args.mesh) if args.mesh else None)
+        except NocConfigError as exc:
+            raise _flag_error(exc) from None
     rates = _rates(args.rates) if args.rates is not None else [args.rate]
     results = []
     try:
