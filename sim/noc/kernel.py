@@ -242,163 +242,70 @@ def _route(r, src, dst, rows, cols, torus, yx, nv):
 
 
 # ------------------------------------------------------------------------------- task graph
+# Only :func:`_trace` takes the whole state (each function that does costs seconds of
+# compilation); the helpers it calls take the few arrays they need.
+
+TR_CYCLE, TR_DELIVERED, TR_INJECTED, TR_NEXT = range(4)
 
 
 @njit(cache=True)
-def _heap_push(s, core, cyc, task):
-    base = s.hp_off[core]
-    i = s.hp_n[core]
-    s.hp_n[core] = i + 1
-    s.cnt[C_HEAPED] += 1
+def _heap_push(hp_off, hp_n, hp_cyc, hp_task, core, cyc, task):
+    """Push task with key (cyc, task) on core's min-heap segment."""
+    base = hp_off[core]
+    i = hp_n[core]
+    hp_n[core] = i + 1
     while i > 0:
         parent = (i - 1) // 2
-        pc = s.hp_cyc[base + parent]
-        pt = s.hp_task[base + parent]
+        pc = hp_cyc[base + parent]
+        pt = hp_task[base + parent]
         if pc < cyc or (pc == cyc and pt < task):
             break
-        s.hp_cyc[base + i] = pc
-        s.hp_task[base + i] = pt
+        hp_cyc[base + i] = pc
+        hp_task[base + i] = pt
         i = parent
-    s.hp_cyc[base + i] = cyc
-    s.hp_task[base + i] = task
+    hp_cyc[base + i] = cyc
+    hp_task[base + i] = task
 
 
 @njit(cache=True)
-def _heap_pop(s, core):
-    base = s.hp_off[core]
-    top = s.hp_task[base]
-    n = s.hp_n[core] - 1
-    s.hp_n[core] = n
-    s.cnt[C_HEAPED] -= 1
-    cyc = s.hp_cyc[base + n]
-    task = s.hp_task[base + n]
+def _heap_pop(hp_off, hp_n, hp_cyc, hp_task, core):
+    """Pop the task with the smallest (ready cycle, task index) of core's heap."""
+    base = hp_off[core]
+    top = hp_task[base]
+    n = hp_n[core] - 1
+    hp_n[core] = n
+    cyc = hp_cyc[base + n]
+    task = hp_task[base + n]
     i = 0
     while True:
         child = 2 * i + 1
         if child >= n:
             break
         if child + 1 < n:
-            a_c = s.hp_cyc[base + child]
-            b_c = s.hp_cyc[base + child + 1]
-            if b_c < a_c or (b_c == a_c and s.hp_task[base + child + 1] < s.hp_task[base + child]):
+            a_c = hp_cyc[base + child]
+            b_c = hp_cyc[base + child + 1]
+            if b_c < a_c or (b_c == a_c and hp_task[base + child + 1] < hp_task[base + child]):
                 child += 1
-        cc = s.hp_cyc[base + child]
-        ct = s.hp_task[base + child]
+        cc = hp_cyc[base + child]
+        ct = hp_task[base + child]
         if cyc < cc or (cyc == cc and task < ct):
             break
-        s.hp_cyc[base + i] = cc
-        s.hp_task[base + i] = ct
+        hp_cyc[base + i] = cc
+        hp_task[base + i] = ct
         i = child
-    s.hp_cyc[base + i] = cyc
-    s.hp_task[base + i] = task
+    hp_cyc[base + i] = cyc
+    hp_task[base + i] = task
     return top
 
 
 @njit(cache=True)
-def _enqueue(s, pk, src):
-    s.p_next[pk] = -1
-    if s.qtail[src] >= 0:
-        s.p_next[s.qtail[src]] = pk
-    else:
-        s.qhead[src] = pk
-    s.qtail[src] = pk
-    s.cnt[C_QUEUED] += 1
-
-
-@njit(cache=True)
-def _alloc_packet(s):
-    top = s.cnt[C_FREE] - 1
-    s.cnt[C_FREE] = top
-    return s.free[top]
-
-
-@njit(cache=True)
-def _emit_message(s, m, c):
-    """Message m enters its source queue at cycle c: one packet per destination."""
-    s.m_create[m] = c
-    s.m_left[m] = s.m_dptr[m + 1] - s.m_dptr[m]
-    for k in range(s.m_dptr[m], s.m_dptr[m + 1]):
-        pk = _alloc_packet(s)
-        s.p_src[pk] = s.m_src[m]
-        s.p_dst[pk] = s.m_dst[k]
-        s.p_size[pk] = s.m_flits[m]
-        s.p_ctime[pk] = c
-        s.p_itime[pk] = -1
-        s.p_hops[pk] = 0
-        s.p_tag[pk] = 1
-        s.p_dent[pk] = k
-        _enqueue(s, pk, s.m_src[m])
-        s.cnt[C_TAG_OUT] += 1
-        s.cnt[C_GEN_FLITS] += s.m_flits[m]
-
-
-@njit(cache=True)
-def _finish_task(s, t, c):
-    s.t_finish[t] = c
-    s.cnt[C_TASK_DONE] += 1
-    for j in range(s.t_mptr[t], s.t_mptr[t + 1]):
-        _emit_message(s, s.t_midx[j], c)
-
-
-@njit(cache=True)
-def _trace_cycle(s, c):
-    """Release timed messages, finish tasks ending at c, start ready tasks on idle cores."""
-    n_rel = s.m_order.shape[0]
-    while s.cnt[C_REL] < n_rel:
-        m = s.m_order[s.cnt[C_REL]]
-        if s.m_cycle[m] > c:
-            break
-        _emit_message(s, m, c)
-        s.cnt[C_REL] += 1
-    if s.cnt[C_RUNNING] == 0 and s.cnt[C_HEAPED] == 0:
-        return
-    n = s.par[N_]
-    for core in range(n):
-        t = s.core_run[core]
-        if t >= 0 and s.core_fin[core] <= c:
-            _finish_task(s, t, c)
-            s.core_run[core] = -1
-            s.cnt[C_RUNNING] -= 1
-        while s.core_run[core] < 0 and s.hp_n[core] > 0:
-            if s.hp_cyc[s.hp_off[core]] > c:
-                break
-            t = _heap_pop(s, core)
-            s.t_start[t] = c
-            if s.t_dur[t] == 0:
-                _finish_task(s, t, c)
-            else:
-                s.core_run[core] = t
-                s.core_fin[core] = c + s.t_dur[t]
-                s.cnt[C_RUNNING] += 1
-
-
-@njit(cache=True)
-def _next_trace_event(s, c):
-    """Earliest cycle > c at which the idle network has something to do (or -1)."""
-    best = -1
-    n_rel = s.m_order.shape[0]
-    if s.cnt[C_REL] < n_rel:
-        best = s.m_cycle[s.m_order[s.cnt[C_REL]]]
-    for core in range(s.par[N_]):
-        if s.core_run[core] >= 0:
-            e = s.core_fin[core]
-        elif s.hp_n[core] > 0:
-            e = s.hp_cyc[s.hp_off[core]]
-        else:
-            continue
-        if best < 0 or e < best:
-            best = e
-    return best
-
-
-@njit(cache=True)
-def _msg_of(s, k):
+def _msg_of(m_dptr, k):
     """The message of destination entry k (binary search in the CSR offsets)."""
     lo = 0
-    hi = s.m_dptr.shape[0] - 1
+    hi = m_dptr.shape[0] - 1
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if s.m_dptr[mid] <= k:
+        if m_dptr[mid] <= k:
             lo = mid
         else:
             hi = mid
@@ -406,28 +313,120 @@ def _msg_of(s, k):
 
 
 @njit(cache=True)
-def _trace_delivered(s, k, c):
-    """Destination entry k of a trace message was delivered (tail ejected) in cycle c."""
-    s.d_deliver[k] = c
-    m = _msg_of(s, k)
-    s.m_left[m] -= 1
-    if s.m_left[m] == 0:
-        s.m_deliver[m] = c
-        s.cnt[C_MSG_DONE] += 1
-    t = s.m_dtask[k]
-    if t >= 0:
-        s.t_left[t] -= 1
-        if s.t_left[t] == 0:
-            ready = max(s.t_es[t], c)
-            s.t_ready[t] = ready
-            _heap_push(s, s.t_core[t], ready, t)
+def _emit(m, c, cnt, m_src, m_dptr, m_dst, m_flits, m_create, m_left, p_src, p_dst, p_size,
+          p_ctime, p_itime, p_hops, p_tag, p_dent, p_next, free, qhead, qtail):
+    """Message m enters its source queue at cycle c: one packet per destination."""
+    m_create[m] = c
+    m_left[m] = m_dptr[m + 1] - m_dptr[m]
+    src = m_src[m]
+    for k in range(m_dptr[m], m_dptr[m + 1]):
+        top = cnt[C_FREE] - 1
+        cnt[C_FREE] = top
+        pk = free[top]
+        p_src[pk] = src
+        p_dst[pk] = m_dst[k]
+        p_size[pk] = m_flits[m]
+        p_ctime[pk] = c
+        p_itime[pk] = -1
+        p_hops[pk] = 0
+        p_tag[pk] = 1
+        p_dent[pk] = k
+        p_next[pk] = -1
+        if qtail[src] >= 0:
+            p_next[qtail[src]] = pk
+        else:
+            qhead[src] = pk
+        qtail[src] = pk
+        cnt[C_QUEUED] += 1
+        cnt[C_TAG_OUT] += 1
+        cnt[C_GEN_FLITS] += m_flits[m]
 
 
 @njit(cache=True)
-def _trace_injected(s, pk, c):
-    m = _msg_of(s, s.p_dent[pk])
-    if s.m_inject[m] < 0:
-        s.m_inject[m] = c
+def _trace(s, what, c, arg):
+    """Task-graph events. TR_CYCLE: release timed messages, finish tasks ending at c, start
+    ready tasks on idle cores. TR_DELIVERED: destination entry ``arg`` was delivered.
+    TR_INJECTED: packet ``arg``'s head entered the network. TR_NEXT: earliest cycle > c at
+    which something happens in an idle network (-1 if never)."""
+    cnt = s.cnt
+    hp_off, hp_n, hp_cyc, hp_task = s.hp_off, s.hp_n, s.hp_cyc, s.hp_task
+    if what == TR_INJECTED:
+        m = _msg_of(s.m_dptr, s.p_dent[arg])
+        if s.m_inject[m] < 0:
+            s.m_inject[m] = c
+        return 0
+    if what == TR_DELIVERED:
+        k = arg
+        s.d_deliver[k] = c
+        m = _msg_of(s.m_dptr, k)
+        s.m_left[m] -= 1
+        if s.m_left[m] == 0:
+            s.m_deliver[m] = c
+            cnt[C_MSG_DONE] += 1
+        t = s.m_dtask[k]
+        if t >= 0:
+            s.t_left[t] -= 1
+            if s.t_left[t] == 0:
+                ready = max(s.t_es[t], c)
+                s.t_ready[t] = ready
+                _heap_push(hp_off, hp_n, hp_cyc, hp_task, s.t_core[t], ready, t)
+                cnt[C_HEAPED] += 1
+        return 0
+    if what == TR_NEXT:
+        best = -1
+        if cnt[C_REL] < s.m_order.shape[0]:
+            best = s.m_cycle[s.m_order[cnt[C_REL]]]
+        for core in range(s.par[N_]):
+            if s.core_run[core] >= 0:
+                e = s.core_fin[core]
+            elif hp_n[core] > 0:
+                e = hp_cyc[hp_off[core]]
+            else:
+                continue
+            if best < 0 or e < best:
+                best = e
+        return best
+    # TR_CYCLE
+    n_rel = s.m_order.shape[0]
+    while cnt[C_REL] < n_rel:
+        m = s.m_order[cnt[C_REL]]
+        if s.m_cycle[m] > c:
+            break
+        _emit(m, c, cnt, s.m_src, s.m_dptr, s.m_dst, s.m_flits, s.m_create, s.m_left,
+              s.p_src, s.p_dst, s.p_size, s.p_ctime, s.p_itime, s.p_hops, s.p_tag, s.p_dent,
+              s.p_next, s.free, s.qhead, s.qtail)
+        cnt[C_REL] += 1
+    if cnt[C_RUNNING] == 0 and cnt[C_HEAPED] == 0:
+        return 0
+    for core in range(s.par[N_]):
+        finished = -1
+        t = s.core_run[core]
+        if t >= 0 and s.core_fin[core] <= c:
+            finished = t
+            s.core_run[core] = -1
+            cnt[C_RUNNING] -= 1
+        while True:
+            if finished >= 0:
+                s.t_finish[finished] = c
+                cnt[C_TASK_DONE] += 1
+                for j in range(s.t_mptr[finished], s.t_mptr[finished + 1]):
+                    _emit(s.t_midx[j], c, cnt, s.m_src, s.m_dptr, s.m_dst, s.m_flits,
+                          s.m_create, s.m_left, s.p_src, s.p_dst, s.p_size, s.p_ctime,
+                          s.p_itime, s.p_hops, s.p_tag, s.p_dent, s.p_next, s.free, s.qhead,
+                          s.qtail)
+                finished = -1
+            if s.core_run[core] >= 0 or hp_n[core] == 0 or hp_cyc[hp_off[core]] > c:
+                break
+            t = _heap_pop(hp_off, hp_n, hp_cyc, hp_task, core)
+            cnt[C_HEAPED] -= 1
+            s.t_start[t] = c
+            if s.t_dur[t] == 0:
+                finished = t
+            else:
+                s.core_run[core] = t
+                s.core_fin[core] = c + s.t_dur[t]
+                cnt[C_RUNNING] += 1
+    return 0
 
 
 # ------------------------------------------------------------------------------- the cycle loop
@@ -513,7 +512,7 @@ def run_cycles(s, c_end):
                 return ST_DONE
             if cnt[C_IN_NET] == 0 and cnt[C_QUEUED] == 0 and cnt[C_CRED] == 0:
                 # the network is empty: skip to the next timed release, finish or start
-                nxt = _next_trace_event(s, c - 1)
+                nxt = _trace(s, TR_NEXT, c - 1, 0)
                 if nxt < 0:
                     cnt[C_NOW] = c
                     return ST_TRACE_STALL
@@ -630,13 +629,13 @@ def run_cycles(s, c_end):
                         h_net[min(net, HIST - 1)] += 1
                         cnt[C_TAG_OUT] -= 1
                     if trace:
-                        _trace_delivered(s, p_dent[pk], c)
+                        _trace(s, TR_DELIVERED, c, p_dent[pk])
                     free[cnt[C_FREE]] = pk
                     cnt[C_FREE] += 1
 
         # ---- 3. traffic
         if trace:
-            _trace_cycle(s, c)
+            _trace(s, TR_CYCLE, c, 0)
         else:
             for r in range(n):
                 if burst:
@@ -702,7 +701,7 @@ def run_cycles(s, c_end):
                             srr[r] = _wrap(v + 1, nv)
                             p_itime[pk] = c
                             if trace:
-                                _trace_injected(s, pk, c)
+                                _trace(s, TR_INJECTED, c, pk)
                             break
                 pk = scur[r]
                 if pk < 0:

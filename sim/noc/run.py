@@ -97,6 +97,7 @@ def _build_state(
     else:
         tr = _trace_arrays(config, None)
 
+    cnt[K.C_HEAPED] = int(tr["hp_n"].sum())
     return K.KernelState(
         par=par, cnt=cnt, nbr=topo.nbr,
         bpk=np.full(nq * d, -1, i32), bfi=np.zeros(nq * d, i32), bt=np.zeros(nq * d, i64),
