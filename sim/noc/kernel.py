@@ -135,6 +135,16 @@ class KernelState(NamedTuple):
     occ: np.ndarray  # flits buffered per router now
     pocc: np.ndarray  # flits buffered per input port now
     vawait: np.ndarray  # input VCs waiting for VC allocation per router
+    # events per wheel slot: link arrivals (router*5+port), ejections (router), credits to
+    # output ports (router*5+port) and to sources (router)
+    ev_ln: np.ndarray
+    ev_ln_n: np.ndarray
+    ev_ej: np.ndarray
+    ev_ej_n: np.ndarray
+    ev_cr: np.ndarray
+    ev_cr_n: np.ndarray
+    ev_sc: np.ndarray
+    ev_sc_n: np.ndarray
     occ_sum: np.ndarray  # sum over window cycles
     link_flits: np.ndarray  # (N * 5,) flits sent per output port in the window
     h_pkt: np.ndarray
@@ -461,6 +471,8 @@ def run_cycles(s, c_end):
     burst_on = s.burst_on
     acc, occ, occ_sum, link_flits = s.acc, s.occ, s.occ_sum, s.link_flits
     pocc, vawait = s.pocc, s.vawait
+    ev_ln, ev_ln_n, ev_ej, ev_ej_n = s.ev_ln, s.ev_ln_n, s.ev_ej, s.ev_ej_n
+    ev_cr, ev_cr_n, ev_sc, ev_sc_n = s.ev_cr, s.ev_cr_n, s.ev_sc, s.ev_sc_n
     h_pkt, h_net, h_flit = s.h_pkt, s.h_net, s.h_flit
 
     n = par[N_]
@@ -488,6 +500,7 @@ def run_cycles(s, c_end):
     sa_islip = par[SALLOC] == 0
     pv = P * nv
     pe = P * sp
+    nrp = n * P
     trace = par[MODE] == MODE_TRACE
     burst = par[BURST] == 1
     pattern = par[PATTERN]
@@ -502,7 +515,7 @@ def run_cycles(s, c_end):
     pick = np.empty(pe, np.int64)
     match_e = np.empty(pe, np.int64)
     first_e = np.empty(pe, np.int64)
-    matched_o = np.zeros(P, np.int64)
+    elist = np.empty(pe, np.int64)
 
     c = cnt[C_NOW]
     while c < c_end:
@@ -540,60 +553,61 @@ def run_cycles(s, c_end):
 
         # ---- 1. credits whose delay ends now
         if cnt[C_CRED] > 0:
-            for r in range(n):
-                for o in range(P):
-                    cw = (r * P + o) * w + slot
-                    k = cwn[cw]
-                    if k == 0:
-                        continue
-                    for j in range(k):
-                        oq = (r * P + o) * nv + cwv[cw * sp + j]
-                        ocred[oq] += 1
-                        if wait and cwt[cw * sp + j] != 0:
-                            obusy[oq] = 0
-                    cnt[C_CRED] -= k
-                    cwn[cw] = 0
+            for ev in range(ev_cr_n[slot]):
+                rp = ev_cr[slot * nrp + ev]
+                cw = rp * w + slot
+                k = cwn[cw]
+                for j in range(k):
+                    oq = rp * nv + cwv[cw * sp + j]
+                    ocred[oq] += 1
+                    if wait and cwt[cw * sp + j] != 0:
+                        obusy[oq] = 0
+                cnt[C_CRED] -= k
+                cwn[cw] = 0
+            ev_cr_n[slot] = 0
+            for ev in range(ev_sc_n[slot]):
+                r = ev_sc[slot * n + ev]
                 sw = r * w + slot
                 k = swn[sw]
-                if k > 0:
-                    for j in range(k):
-                        v = swv[sw * sp + j]
-                        scred[r * nv + v] += 1
-                        if wait and swt[sw * sp + j] != 0:
-                            sbusy[r * nv + v] = 0
-                    cnt[C_CRED] -= k
-                    swn[sw] = 0
+                for j in range(k):
+                    v = swv[sw * sp + j]
+                    scred[r * nv + v] += 1
+                    if wait and swt[sw * sp + j] != 0:
+                        sbusy[r * nv + v] = 0
+                cnt[C_CRED] -= k
+                swn[sw] = 0
+            ev_sc_n[slot] = 0
 
         # ---- 1b. flits whose link ends now; 2. ejection at the terminals
         if cnt[C_IN_NET] > 0:
-            for r in range(n):
-                for p in range(P):
-                    lw = (r * P + p) * w + slot
-                    pk = lpk[lw]
-                    if pk < 0:
-                        continue
-                    lpk[lw] = -1
-                    q = (r * P + p) * nv + lvc[lw]
-                    pos = q * dep + _wrap(bh[q] + bn[q], dep)
-                    bpk[pos] = pk
-                    bfi[pos] = lfi[lw]
-                    bt[pos] = c
-                    bn[q] += 1
-                    pocc[r * P + p] += 1
-                    occ[r] += 1
-                    if ist[q] == 0:
-                        # a head at an idle VC: route now (lookahead), VC allocation from c + rc
-                        ist[q] = 1
-                        vawait[r] += 1
-                        irdy[q] = c + rc
-                        o, lo, hi = _route(r, p_src[pk], p_dst[pk], rows, cols, torus, yx, nv)
-                        iout[q] = o
-                        ilo[q] = lo
-                        ihi[q] = hi
+            for ev in range(ev_ln_n[slot]):
+                rp = ev_ln[slot * nrp + ev]
+                r = rp // P
+                lw = rp * w + slot
+                pk = lpk[lw]
+                lpk[lw] = -1
+                q = rp * nv + lvc[lw]
+                pos = q * dep + _wrap(bh[q] + bn[q], dep)
+                bpk[pos] = pk
+                bfi[pos] = lfi[lw]
+                bt[pos] = c
+                bn[q] += 1
+                pocc[rp] += 1
+                occ[r] += 1
+                if ist[q] == 0:
+                    # a head at an idle VC: route now (lookahead), VC allocation from c + rc
+                    ist[q] = 1
+                    vawait[r] += 1
+                    irdy[q] = c + rc
+                    o, lo, hi = _route(r, p_src[pk], p_dst[pk], rows, cols, torus, yx, nv)
+                    iout[q] = o
+                    ilo[q] = lo
+                    ihi[q] = hi
+            ev_ln_n[slot] = 0
+            for ev in range(ev_ej_n[slot]):
+                r = ev_ej[slot * n + ev]
                 e = r * w + slot
                 pk = epk[e]
-                if pk < 0:
-                    continue
                 epk[e] = -1
                 fi = efi[e]
                 cnt[C_EJ] += 1
@@ -610,6 +624,9 @@ def run_cycles(s, c_end):
                 tail = fi == p_size[pk] - 1
                 tc = r * P * w + slot_cd_ej
                 kk = cwn[tc]
+                if kk == 0:
+                    ev_cr[slot_cd_ej * nrp + ev_cr_n[slot_cd_ej]] = r * P
+                    ev_cr_n[slot_cd_ej] += 1
                 cwv[tc * sp + kk] = evc[e]
                 cwt[tc * sp + kk] = 1 if tail else 0
                 cwn[tc] = kk + 1
@@ -632,6 +649,7 @@ def run_cycles(s, c_end):
                         _trace(s, TR_DELIVERED, c, p_dent[pk])
                     free[cnt[C_FREE]] = pk
                     cnt[C_FREE] += 1
+            ev_ej_n[slot] = 0
 
         # ---- 3. traffic
         if trace:
@@ -712,6 +730,8 @@ def run_cycles(s, c_end):
                 scred[r * nv + v] -= 1
                 fi = sfi[r]
                 lw = (r * P) * w + slot_link
+                ev_ln[slot_link * nrp + ev_ln_n[slot_link]] = r * P
+                ev_ln_n[slot_link] += 1
                 lpk[lw] = pk
                 lfi[lw] = fi
                 lvc[lw] = v
@@ -832,10 +852,8 @@ def run_cycles(s, c_end):
 
             # -- switch allocation over (input port x speedup) crossbar inputs; VC v of an
             #    input port uses crossbar input v % speedup
-            any_req = False
-            for e in range(pe):
-                mask[e] = 0
-                match_e[e] = -1
+            nre = 0
+            omask = 0
             for p in range(P):
                 if pocc[r * P + p] == 0:
                     continue
@@ -844,62 +862,87 @@ def run_cycles(s, c_end):
                     q = base + p * nv + v
                     if (ist[q] == 2 and bn[q] > 0 and irdy[q] <= c
                             and ocred[base + iout[q] * nv + iovc[q]] > 0):
-                        mask[p * sp + grp] |= 1 << iout[q]
-                        any_req = True
+                        e = p * sp + grp
+                        if mask[e] == 0:
+                            elist[nre] = e
+                            nre += 1
+                            match_e[e] = -1
+                        mask[e] |= 1 << iout[q]
+                        omask |= 1 << iout[q]
                     grp += 1
                     if grp == sp:
                         grp = 0
-            if not any_req:
+            if nre == 0:
                 continue
-            for o in range(P):
-                matched_o[o] = 0
+            matched_o = 0
             for it in range(iters):
                 if sa_islip:
+                    # grant: each requested output picks the input nearest after its pointer
                     for o in range(P):
                         gout[o] = -1
-                        if matched_o[o]:
+                        if not (omask >> o) & 1 or (matched_o >> o) & 1:
                             continue
                         g = sa_g[r * P + o]
-                        for j in range(pe):
-                            e = _wrap(g + j, pe)
+                        bestd = pe
+                        for k in range(nre):
+                            e = elist[k]
                             if match_e[e] < 0 and (mask[e] >> o) & 1:
-                                gout[o] = e
-                                break
-                    for e in range(pe):
-                        if match_e[e] >= 0 or mask[e] == 0:
+                                d = _wrap(e - g, pe)
+                                if d < bestd:
+                                    bestd = d
+                                    gout[o] = e
+                    # accept: each input takes the grant nearest after its pointer
+                    for k in range(nre):
+                        e = elist[k]
+                        if match_e[e] >= 0:
                             continue
                         a = sa_a[r * pe + e]
-                        for j in range(P):
-                            o = _wrap(a + j, P)
+                        best = -1
+                        bestd = P
+                        for o in range(P):
                             if gout[o] == e:
-                                match_e[e] = o
-                                first_e[e] = it
-                                matched_o[o] = 1
-                                break
+                                d = _wrap(o - a, P)
+                                if d < bestd:
+                                    bestd = d
+                                    best = o
+                        if best >= 0:
+                            match_e[e] = best
+                            first_e[e] = it
+                            matched_o |= 1 << best
                 else:
-                    for e in range(pe):
+                    # input-first: each input picks an output, each output one of its pickers
+                    for k in range(nre):
+                        e = elist[k]
                         pick[e] = -1
-                        if match_e[e] >= 0 or mask[e] == 0:
+                        if match_e[e] >= 0:
                             continue
                         a = sa_a[r * pe + e]
                         for j in range(P):
                             o = _wrap(a + j, P)
-                            if not matched_o[o] and (mask[e] >> o) & 1:
+                            if not (matched_o >> o) & 1 and (mask[e] >> o) & 1:
                                 pick[e] = o
                                 break
                     for o in range(P):
-                        if matched_o[o]:
+                        if (matched_o >> o) & 1:
                             continue
                         g = sa_g[r * P + o]
-                        for j in range(pe):
-                            e = _wrap(g + j, pe)
+                        best = -1
+                        bestd = pe
+                        for k in range(nre):
+                            e = elist[k]
                             if match_e[e] < 0 and pick[e] == o:
-                                match_e[e] = o
-                                first_e[e] = it
-                                matched_o[o] = 1
-                                break
+                                d = _wrap(e - g, pe)
+                                if d < bestd:
+                                    bestd = d
+                                    best = e
+                        if best >= 0:
+                            match_e[best] = o
+                            first_e[best] = it
+                            matched_o |= 1 << o
             # -- traversal: each matched crossbar input sends the front flit of one of its VCs
-            for e in range(pe):
+            for k in range(nre):
+                e = elist[k]
+                mask[e] = 0
                 o = match_e[e]
                 if o < 0:
                     continue
@@ -938,23 +981,35 @@ def run_cycles(s, c_end):
                 if p == 0:
                     sw = r * w + tc
                     k = swn[sw]
+                    if k == 0:
+                        ev_sc[tc * n + ev_sc_n[tc]] = r
+                        ev_sc_n[tc] += 1
                     swv[sw * sp + k] = v
                     swt[sw * sp + k] = 1 if tail else 0
                     swn[sw] = k + 1
                 else:
-                    cw = (nbr[r, p] * P + OPP[p]) * w + tc
+                    urp = nbr[r, p] * P + OPP[p]
+                    cw = urp * w + tc
                     k = cwn[cw]
+                    if k == 0:
+                        ev_cr[tc * nrp + ev_cr_n[tc]] = urp
+                        ev_cr_n[tc] += 1
                     cwv[cw * sp + k] = v
                     cwt[cw * sp + k] = 1 if tail else 0
                     cwn[cw] = k + 1
                 # the flit: onto the link, or to the terminal (read one cycle after arrival)
                 if o == 0:
                     ew = r * w + slot_ej
+                    ev_ej[slot_ej * n + ev_ej_n[slot_ej]] = r
+                    ev_ej_n[slot_ej] += 1
                     epk[ew] = pk
                     efi[ew] = fi
                     evc[ew] = ov
                 else:
-                    lw = (nbr[r, o] * P + OPP[o]) * w + slot_fly
+                    drp = nbr[r, o] * P + OPP[o]
+                    lw = drp * w + slot_fly
+                    ev_ln[slot_fly * nrp + ev_ln_n[slot_fly]] = drp
+                    ev_ln_n[slot_fly] += 1
                     lpk[lw] = pk
                     lfi[lw] = fi
                     lvc[lw] = ov

@@ -1,0 +1,100 @@
+"""Speed of the packet network: simulated cycles per second and flit-hops per second.
+
+Runs (BookSim2's reference configuration, uniform traffic, 4-flit packets): 8x8 at 0.1 and
+0.4, 16x16 at 0.1 (8 VCs), 32x32 at 0.1 (how cost grows with size), plus 8x8 with 2 VCs at 0.1
+and 8 VCs at 0.2 as in BookSim2's own speed table. Each run is warm-up 3000 + a 3000-cycle
+window + drain, as BookSim2's runs (about 6,100 cycles). Timed: the simulation loop only
+(compilation excluded), wall clock and thread CPU time, best and worst of --repeats. Numba
+and BLAS threads are set to 1 and printed. BookSim2's figures (measured on the same kind of
+2-core machine, single thread) are quoted for the ratio. The last line is one JSON object.
+
+    python benchmarks/bench_noc.py [--repeats 3] [--figure docs/noc_speed.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numba
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sim.noc import NocConfig, SyntheticTraffic, simulate_noc
+
+# BookSim2 simulated cycles/s on this kind of machine (quiet machine where measured, else the
+# middle of the noisy range), single thread
+BOOKSIM_CPS = {"8x8 8vc 0.10": 11200.0, "8x8 8vc 0.40": 1660.0, "16x16 8vc 0.10": 780.0,
+               "8x8 2vc 0.10": 11500.0, "8x8 8vc 0.20": 4500.0}
+RUNS = [(8, 8, 0.1), (8, 8, 0.4), (16, 8, 0.1), (32, 8, 0.1), (8, 2, 0.1), (8, 8, 0.2)]
+
+
+def _run(k: int, v: int, rate: float) -> tuple[float, float, int, int]:
+    t_cpu = time.thread_time()
+    res = simulate_noc(NocConfig(rows=k, cols=k, vcs=v), SyntheticTraffic(rate=rate),
+                       warmup=3000, measure=3000)
+    cpu = time.thread_time() - t_cpu  # includes the Python setup around the loop (small)
+    return res.sim_seconds, cpu, res.cycles, res.flit_hops
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--figure", type=Path, default=None)
+    args = ap.parse_args()
+    numba.set_num_threads(1)
+    with threadpool_limits(1):
+        print(f"numba threads {numba.get_num_threads()}, BLAS threads 1")
+        simulate_noc(NocConfig(rows=2, cols=2), SyntheticTraffic(rate=0.1), cycles=10)
+        out = []
+        print("| run | cycles | cycles/s (wall, best - worst) | cycles/s (CPU, best) | "
+              "M flit-hops/s (wall, best) | vs BookSim2 (wall best / worst) |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for k, v, rate in RUNS:
+            name = f"{k}x{k} {v}vc {rate:.2f}"
+            walls, cpus = [], []
+            for _ in range(args.repeats):
+                wall, cpu, cycles, hops = _run(k, v, rate)
+                walls.append(wall)
+                cpus.append(cpu)
+            best, worst = min(walls), max(walls)
+            ref = BOOKSIM_CPS.get(name)
+            ratio = f"{cycles / best / ref:.1f}x / {cycles / worst / ref:.1f}x" if ref else ""
+            print(f"| {name} | {cycles} | {cycles / best:,.0f} - {cycles / worst:,.0f} | "
+                  f"{cycles / min(cpus):,.0f} | {hops / best / 1e6:.2f} | {ratio} |", flush=True)
+            out.append({"run": name, "cycles": cycles, "sim_seconds": best,
+                        "sim_seconds_range": [best, worst], "cpu_seconds": min(cpus),
+                        "cycles_per_s": cycles / best, "cycles_per_s_worst": cycles / worst,
+                        "flit_hops": hops, "flit_hops_per_s": hops / best,
+                        "booksim_cycles_per_s": ref})
+        if args.figure is not None:
+            _figure(out, args.figure)
+    print(json.dumps({"threads": 1, "repeats": args.repeats, "runs": out}))
+
+
+def _figure(out: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    names = [d["run"] for d in out]
+    ax.bar(range(len(out)), [d["cycles_per_s"] for d in out], color="C0", label="ours")
+    ax.bar(range(len(out)), [d["booksim_cycles_per_s"] or 0 for d in out], color="C3",
+           width=0.4, label="BookSim2")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(out)), names, rotation=30, ha="right")
+    ax.set_ylabel("simulated cycles / s (1 thread)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"figure: {path}")
+
+
+if __name__ == "__main__":
+    main()
