@@ -9,6 +9,11 @@ and BLAS threads are set to 1 and printed. BookSim2's figures (measured on the s
 2-core machine, single thread) are quoted for the ratio. The last line is one JSON object.
 
     python benchmarks/bench_noc.py [--repeats 3] [--figure docs/noc_speed.png]
+
+Entry ``--network``: the mapped network's own traffic (1,000 inferences of the reference
+network on the default chip), see ``benchmarks/bench_noc_network.py``:
+
+    python benchmarks/bench_noc.py --network [--inferences 1000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -45,7 +50,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--figure", type=Path, default=None)
-    args = ap.parse_args()
+    ap.add_argument("--network", action="store_true",
+                    help="the network-driven entry (bench_noc_network.py)")
+    args, rest = ap.parse_known_args()
+    if args.network:
+        import bench_noc_network
+
+        bench_noc_network.main(rest + ["--repeats", str(args.repeats)])
+        return
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     numba.set_num_threads(1)
     with threadpool_limits(1):
         print(f"numba threads {numba.get_num_threads()}, BLAS threads 1")

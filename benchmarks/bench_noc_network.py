@@ -1,4 +1,4 @@
-"""Speed of the cycle-level packet network, driven by a mapped network's own traffic.
+"""Entry ``network`` of bench_noc.py: the packet network driven by a mapped network's own traffic.
 
 Entry ``network``: the reference MNIST-size ScRRAMBLe network (4 -> 50 -> 10 cores of
 256 x 256, slots of 64, p = 0.2; traffic depends only on the routing, so weights are random)
@@ -12,7 +12,7 @@ the least work any simulator of this traffic must do. Target: >= 2 M flit-hops/s
 Numba threads are set to --threads (default 1) and printed; best and range over --repeats.
 The last line of output is one JSON object.
 
-    python benchmarks/bench_noc.py [--inferences 1000] [--repeats 3] [--threads 1]
+    python benchmarks/bench_noc.py --network [--inferences 1000] [--repeats 3] [--threads 1]
 """
 
 from __future__ import annotations

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-import sim.cli
+import sim.commands.cli
 
 
 def _json(capsys, argv):
-    assert sim.cli.main(argv) == 0
+    assert sim.commands.cli.main(argv) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -28,7 +28,7 @@ def test_single_run_json(capsys, tmp_path):
 
 def test_rates_sweep_writes_table_and_figure(capsys, tmp_path):
     fig = tmp_path / "curve.png"
-    assert sim.cli.main(["noc", "--mesh", "4x4", "--rates", "0.1:0.3:0.1", "--warmup", "300",
+    assert sim.commands.cli.main(["noc", "--mesh", "4x4", "--rates", "0.1:0.3:0.1", "--warmup", "300",
                          "--measure", "1000", "--figure", str(fig)]) == 0
     out = capsys.readouterr().out
     assert out.count("\n| 0.") == 3 and fig.stat().st_size > 1000
@@ -48,5 +48,5 @@ def test_rates_sweep_writes_table_and_figure(capsys, tmp_path):
     ],
 )
 def test_bad_flags(capsys, argv, needle):
-    assert sim.cli.main(["noc", *argv]) == 2
+    assert sim.commands.cli.main(["noc", *argv]) == 2
     assert needle in capsys.readouterr().err
