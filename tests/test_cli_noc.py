@@ -44,7 +44,7 @@ def test_rates_sweep_writes_table_and_figure(capsys, tmp_path):
         (["--traffic", "random"], "--traffic"),
         (["--routing", "zigzag"], "--routing"),
         (["--rates", "0.5:0.1:0.1"], "--rates"),
-        (["net.h5"], "not yet available"),
+        (["net.h5"], "net.h5: no such"),  # network-driven mode: tests/test_cli_noc_network.py
     ],
 )
 def test_bad_flags(capsys, argv, needle):
