@@ -141,6 +141,9 @@ def test_dense_baseline_trace_with_partial_sums(scr_case):
     assert (trace.msg_kind == MSG_LOCAL).sum() == 3 * (add > 0).sum()
     res = cosimulate(trace, noc_config_for(grid), clock_mhz=1000.0)
     _check_conservation(trace, res)
+    again = cosimulate(trace, noc_config_for(grid), clock_mhz=1000.0)
+    np.testing.assert_array_equal(again.timing.dst_deliver, res.timing.dst_deliver)
+    np.testing.assert_array_equal(again.latency_cycles, res.latency_cycles)
     # an accumulator's ADD starts after its own MVM and after every partial sum
     tt = res.timing
     add_tasks = np.flatnonzero(trace.task_kind == 1)

@@ -112,3 +112,20 @@ def test_missing_network_file(capsys, files):
     d, _ = files
     rc, out = _run(capsys, ["noc", str(d / "nope.h5"), "--chip", str(d / "single.toml")])
     assert rc == 2 and "nope.h5" in out.err
+
+
+def test_map_prints_the_chip_estimate(capsys, files):
+    d, net = files
+    rc, out = _run(capsys, ["map", str(d / "net.h5"), "--chip", str(d / "single.toml"),
+                            "--json"])
+    assert rc == 0, out.err
+    est = json.loads(out.out)["estimate"]
+    from sim.chip.config import load_chip_config, plan_for_chip
+
+    plan = plan_for_chip(net, load_chip_config(d / "single.toml"))
+    assert est["traffic"]["network"]["packets"] == plan.flows.inter_core.n_packets()
+    assert est["latency_cycles"] > 2 * 83  # two layers' MVMs plus the network
+    assert est["interval_cycles"] >= 83
+    e = est["energy"]
+    assert sum(e["pj_per_inference"].values()) == pytest.approx(e["total_pj_per_inference"])
+    assert est["area"]["chip_mm2"] > 0
