@@ -86,7 +86,7 @@ def estimate_chip(
     noc=None,
 ) -> ChipEstimate:
     """:class:`ChipEstimate` of ``plan`` placed at ``positions`` on the chip of ``config``."""
-    noc = noc_config_for(config.grid, noc)
+    noc = noc_config_for(config.grid, noc if noc is not None else getattr(config, "noc", None))
     zl = zero_load_of(noc)
     trace = build_inference_trace(plan, config, positions, n_inferences=1, input_interval=0,
                                   multicast=multicast)

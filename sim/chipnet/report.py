@@ -149,6 +149,8 @@ def run_chip(
     inst = instance if instance is not None else program_chip(network, config, seed)
     plan = inst.plan
     grid = tuple(mesh) if mesh is not None else config.grid
+    if noc is None:  # the chip file's [noc] section, where the chip config has one
+        noc = getattr(config, "noc", None)
     noc_cfg = noc_config_for(grid, noc)
     trace: ChipTrace = build_inference_trace(
         plan, config, inst.placement.positions, n_inferences=n_inferences,
