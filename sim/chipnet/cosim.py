@@ -28,6 +28,7 @@ __all__ = [
     "cosimulate",
     "critical_compute_cycles",
     "noc_config_for",
+    "with_multicast",
     "zero_load_of",
 ]
 
@@ -41,6 +42,16 @@ def noc_config_for(grid: tuple[int, int], base: NocConfig | None = None, **chang
 
     cfg = base if base is not None else NocConfig()
     return cfg.replace(rows=int(grid[0]), cols=int(grid[1]), header_bits=0, **changes)
+
+
+def with_multicast(noc: NocConfig) -> NocConfig:
+    """``noc`` with tree-replicated multicast on; TraceError if the network has none."""
+    if "multicast" not in {f.name for f in dataclasses.fields(noc)}:
+        raise TraceError(
+            "--multicast: this packet network has no multicast mode (multi-destination "
+            "messages would travel as unicast packets); run without --multicast"
+        )
+    return noc.replace(multicast=True)
 
 
 def zero_load_of(noc: NocConfig) -> ZeroLoad:
@@ -202,11 +213,8 @@ def cosimulate(
             f"the packet network is {noc.rows}x{noc.cols} but the trace is placed on a "
             f"{trace.grid[0]}x{trace.grid[1]} mesh"
         )
-    if trace.multicast and not getattr(noc, "multicast", False):
-        noc_fields = {f.name for f in dataclasses.fields(noc)}
-        if "multicast" not in noc_fields:
-            raise TraceError("--multicast: this packet network has no multicast mode")
-        noc = noc.replace(multicast=True)
+    if trace.multicast:
+        noc = with_multicast(noc)
     res = simulate_noc(noc, trace.to_noc(), seed=seed, max_cycles=max_cycles)
     tim = res.trace
     # conservation: every destination of every message delivered, every task run

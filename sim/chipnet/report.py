@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sim.chipnet.cosim import CosimResult, cosimulate, noc_config_for
+from sim.chipnet.cosim import CosimResult, cosimulate, noc_config_for, with_multicast
 from sim.chipnet.trace import ChipTrace, TraceError, build_inference_trace
 from sim.chipnet.traffic import (
     TrafficComparison,
@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from sim.chip.config import ChipConfig
     from sim.chip.programming import ChipInstance
 
-__all__ = ["ChipRunReport", "run_chip"]
+__all__ = ["STAGES", "ChipRunReport", "run_chip"]
+
+STAGES: tuple[str, ...] = ("program", "co-simulate", "energy", "dense baseline")
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,12 +135,15 @@ def run_chip(
     mesh: tuple[int, int] | None = None,
     dense_inferences: int = 10,
     instance: ChipInstance | None = None,
+    progress=None,
 ) -> ChipRunReport:
     """Program ``network`` on the chip of ``config`` (seed ``seed``; or use ``instance``),
     co-simulate ``n_inferences`` through the packet network ``noc`` (a NocConfig; its mesh is
     ``mesh`` or the chip grid) and report. ``samples`` (batch-major inputs) give the array
     read energy; without them it is nominal. ``dense_inferences = 0`` skips the dense
-    baseline's co-simulation."""
+    baseline's co-simulation. ``progress(stage)`` is called as each of the :data:`STAGES`
+    begins (e.g. to advance a progress bar)."""
+    step = progress if progress is not None else (lambda stage: None)
     from sim.chip.mapping_report import count_devices
     from sim.chip.programming import program_chip
 
@@ -146,17 +151,22 @@ def run_chip(
             or n_inferences < 1:
         raise TraceError(f"n_inferences (inference count) must be an integer >= 1, got "
                          f"{n_inferences!r}")
-    inst = instance if instance is not None else program_chip(network, config, seed)
-    plan = inst.plan
     grid = tuple(mesh) if mesh is not None else config.grid
     if noc is None:  # the chip file's [noc] section, where the chip config has one
         noc = getattr(config, "noc", None)
     noc_cfg = noc_config_for(grid, noc)
+    if multicast:
+        noc_cfg = with_multicast(noc_cfg)  # refuse early, before programming
+    step("program")
+    inst = instance if instance is not None else program_chip(network, config, seed)
+    plan = inst.plan
     trace: ChipTrace = build_inference_trace(
         plan, config, inst.placement.positions, n_inferences=n_inferences,
         input_interval=input_interval, multicast=multicast, grid=grid,
     )
+    step("co-simulate")
     res = cosimulate(trace, noc_cfg, clock_mhz=config.chip.clock_mhz, seed=seed)
+    step("energy")
     io = divmod(trace.io_router, grid[1])
     seconds = 1.0 / res.throughput_inferences_per_s
     devices, _ = count_devices(network, config)
@@ -168,6 +178,7 @@ def run_chip(
                               link_width_bits=noc_cfg.link_width_bits, multicast=multicast)
     dense_res = dense_pj = None
     if dense_inferences:
+        step("dense baseline")
         dense, g = dense_baseline_for(network, config)
         dpos = sequential_positions(dense.n_physical_cores, g[1])
         dtrace = build_inference_trace(

@@ -10,6 +10,7 @@ chip's grid unless ``--mesh`` is given.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from sim.commands import CommandError, CommandResult
@@ -68,14 +69,30 @@ def run_network(args: argparse.Namespace, noc_config, mesh) -> CommandResult:
     if args.samples:
         _, x, _ = read_split(args, network, "test")
         samples = x[: args.samples]
+    from tqdm import tqdm
+
+    from sim.chipnet.report import STAGES
+
+    stages = STAGES if args.dense_inferences else STAGES[:-1]
+    bar = tqdm(total=len(stages), unit="stage", file=sys.stderr,
+               disable=getattr(args, "no_progress", False))
+
+    def advance(stage: str) -> None:
+        if bar.n < stages.index(stage):
+            bar.update(stages.index(stage) - bar.n)
+        bar.set_description(stage)
+
     try:
         report = run_chip(
             network, config, n_inferences=args.inferences, input_interval=args.interval,
             multicast=args.multicast, seed=args.seed, samples=samples, noc=noc_config,
-            mesh=mesh, dense_inferences=args.dense_inferences,
+            mesh=mesh, dense_inferences=args.dense_inferences, progress=advance,
         )
     except (ChipConfigError, ProgrammingError, TraceError, FlowError, EnergyError) as exc:
+        bar.close()
         raise CommandError(str(exc)) from None
+    bar.update(bar.total - bar.n)
+    bar.close()
     data = {"network": str(args.network), "chip": config.source, **report.as_dict()}
     text = f"network {args.network} on {config.source}\n" + report.table()
     if args.figures is not None:
