@@ -119,6 +119,18 @@ def test_contention_conservation_and_determinism(scr_case):
     res = cosimulate(trace, noc, clock_mhz=1000.0, seed=3)
     _check_conservation(trace, res)
     assert res.latency_cycles.mean() > r1.latency_cycles[0]  # the stream queues
+    # the network moved exactly the flows' flits along their XY routes (router traversals =
+    # hops + 1 per flit, as the energy model counts them)
+    fl = zero_load_of(noc).flits(trace.msg_bits)
+    fan = np.diff(trace.msg_dst_ptr)
+    src = np.repeat(trace.msg_src, fan)
+    hops = np.abs(src // 4 - trace.msg_dst // 4) + np.abs(src % 4 - trace.msg_dst % 4)
+    assert res.noc.flit_hops == int((np.repeat(fl, fan) * (hops + 1)).sum())
+    inter = plan.flows.inter_core
+    per_inf = trace.msg_kind[:trace.messages_per_inference]
+    assert int(np.isin(per_inf, (0, 1)).sum()) == inter.n_packets()
+    assert int(fl[:trace.messages_per_inference][np.isin(per_inf, (0, 1))].sum()) == \
+        inter.flits(noc.link_width_bits)
     again = cosimulate(trace, noc, clock_mhz=1000.0, seed=3)
     np.testing.assert_array_equal(again.timing.dst_deliver, res.timing.dst_deliver)
     np.testing.assert_array_equal(again.timing.task_start, res.timing.task_start)
