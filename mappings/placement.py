@@ -29,6 +29,8 @@ from numbers import Integral, Real
 import numpy as np
 from numba import njit
 
+from mappings.checks import check_rng
+
 METHODS: tuple[str, ...] = ("sequential", "random", "annealing", "spectral")
 ANNEALING_OPTIONS: tuple[str, ...] = ("steps", "initial_temperature", "cooling")
 
@@ -128,15 +130,6 @@ def _check_fits(n: int, grid: tuple[int, int]) -> None:
             f"{n} logical cores are needed but the {rows}x{cols} grid has only "
             f"{rows * cols} cells; use a grid with at least {n} cells"
         )
-
-
-def _check_rng(rng, method: str) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise PlacementError(
-            f"placement method {method!r} needs rng, a seeded numpy.random.Generator, "
-            f"got {type(rng).__name__}"
-        )
-    return rng
 
 
 def _symmetric(t: np.ndarray) -> np.ndarray:
@@ -462,15 +455,16 @@ def place(
         raise PlacementError(f"placement method {method!r} takes no options, got {sorted(options)}")
     n = t.shape[0]
     _check_fits(n, g)
+    needs = f"rng of placement method {method!r}"
     if method == "sequential":
         cells = _sequential_cells(n)
     elif method == "random":
-        cells = _random_cells(n, g[0] * g[1], _check_rng(rng, method))
+        cells = _random_cells(n, g[0] * g[1], check_rng(rng, needs, PlacementError))
     elif method == "spectral":
         cells = _spectral_cells(_symmetric(t), g)
     else:
         steps, t0, cooling = _annealing_options(options, n)
-        cells = _anneal_cells(t, g, _check_rng(rng, method), steps, t0, cooling)
+        cells = _anneal_cells(t, g, check_rng(rng, needs, PlacementError), steps, t0, cooling)
     return Placement(_cells_to_positions(cells, g[1]), g, method)
 
 
