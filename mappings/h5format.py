@@ -337,8 +337,12 @@ class _NetworkReader(H5Reader):
 
 
 def _read_scrramble(r: _NetworkReader, g: h5py.Group) -> ScrrambleLayer:
-    cds = r.dataset(g, "routing", kinds="iu", ndim=4, what="(src_cores, slots, dst_cores, slots) int8")
-    wds = r.dataset(g, "weights", kinds="f", ndim=5, what="(dst_cores, slots, slots, slot, slot) float32")
+    cds = r.dataset(
+        g, "routing", kinds="iu", ndim=4, what="(src_cores, slots, dst_cores, slots) int8"
+    )
+    wds = r.dataset(
+        g, "weights", kinds="f", ndim=5, what="(dst_cores, slots, slots, slot, slot) float32"
+    )
     c_where, w_where = f"{r.path}: {cds.name}", f"{r.path}: {wds.name}"
     check_scrramble_shapes(cds.shape, wds.shape, c_where, w_where)
     C = coerce_routing(r.read(cds), c_where)
