@@ -29,7 +29,7 @@ from numbers import Integral, Real
 import numpy as np
 from numba import njit
 
-from mappings.checks import check_rng
+from mappings.checks import check_rng, positive_int
 
 METHODS: tuple[str, ...] = ("sequential", "random", "annealing", "spectral")
 ANNEALING_OPTIONS: tuple[str, ...] = ("steps", "initial_temperature", "cooling")
@@ -115,12 +115,8 @@ def _check_traffic(traffic) -> np.ndarray:
 def _check_grid(grid) -> tuple[int, int]:
     if not isinstance(grid, (Sequence, np.ndarray)) or len(grid) != 2:
         raise PlacementError(f"grid must be (rows, cols), got {grid!r}")
-    out = []
-    for name, v in zip(("rows", "cols"), grid):
-        if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
-            raise PlacementError(f"grid {name} must be an integer >= 1, got {v!r}")
-        out.append(int(v))
-    return out[0], out[1]
+    rows = positive_int(grid[0], "grid rows", PlacementError)
+    return rows, positive_int(grid[1], "grid cols", PlacementError)
 
 
 def _check_fits(n: int, grid: tuple[int, int]) -> None:

@@ -15,7 +15,8 @@ from mappings.tiling import TilingError, tile_dims
 from sim.chip.config import chip_config_from_dict
 from sim.chip.mapping_report import map_network
 from sim.chip.programming import ProgrammingError, age, program_chip
-from sim.training import TrainConfig, TrainConfigError
+from sim.training import TrainConfig, TrainConfigError, train
+from sim.training.parallel import Workers
 
 
 class Bad(ValueError):
@@ -179,3 +180,21 @@ def test_rng_must_be_a_generator_everywhere(rng):
         assert str(info.value) == field + tail
     generator = np.random.default_rng(0)
     assert check_rng(generator, "rng", Bad) is generator
+
+
+@pytest.mark.parametrize("threads", [0, True, 1.5, "x"])
+def test_thread_counts_share_the_rule(threads):
+    """Workers used to fail on 'x' with int()'s own message."""
+    with pytest.raises(ValueError, match=rf"^threads must be an integer >= 1, got {threads!r}$"):
+        Workers(threads)
+    net = small_net()
+    x, y = np.zeros((4, 28, 28), np.float32), np.zeros(4, np.int64)
+    with pytest.raises(TrainConfigError, match=r"^threads must be an integer >= 1, got "):
+        train(net, x, y, TrainConfig(epochs=1), progress=False, threads=threads)
+
+
+def test_grid_sizes_share_the_rule():
+    traffic = np.ones((3, 3))
+    assert place(traffic, (2.0, np.int64(2)), "sequential", None).grid == (2, 2)
+    with pytest.raises(PlacementError, match=r"^grid cols must be an integer >= 1, got 2\.5$"):
+        place(traffic, (2, 2.5), "sequential", None)

@@ -42,7 +42,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from mappings.checks import check_seed
+from mappings.checks import check_seed, positive_int
 from mappings.network import DTYPE, Network
 from sim.training.backprop import TrainableNetwork, readout_backward
 from sim.training.checkpoint import (
@@ -220,8 +220,7 @@ def train(
     n = len(train_x)
     if n == 0:
         raise TrainConfigError("training data is empty")
-    if isinstance(threads, bool) or int(threads) != threads or threads < 1:
-        raise TrainConfigError(f"threads must be a positive integer, got {threads!r}")
+    threads = positive_int(threads, "threads", TrainConfigError)
     ckpt = _Checkpointing.open(
         checkpoint, resume, network, config, train_x, train_y, test_x, test_y
     )
