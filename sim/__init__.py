@@ -5,3 +5,5 @@
 - :mod:`sim.chip` — chip file, programming, noisy functional simulation, timing.
 - :mod:`sim.commands` — the ``scrramble-sim`` command line.
 """
+
+__all__ = ["chip", "commands", "datasets", "training"]
