@@ -163,6 +163,8 @@ class H5Reader:
         ``minimum`` bounds numbers from below; floats must be finite unless ``finite=False``
         (e.g. NaN for "unknown").
         """
+        if kind not in _ATTR_KINDS:
+            raise ValueError(f"H5Reader.attr reads str, int or float, not {kind!r}")
         what = what or _ATTR_KINDS[kind]
         v = self.raw_attr(obj, name, what)
         where = f"{obj.name}@{name}"

@@ -60,6 +60,8 @@ def test_typed_attributes(sample):
         assert np.isnan(r.attr(g, "nan", float, finite=False))
         assert r.json_attr(g, "obj", dict, "an object") == {"a": 1}
         assert r.attr(g, "n", int, minimum=4) == 4
+        with pytest.raises(ValueError, match="reads str, int or float, not <class 'bool'>"):
+            r.attr(g, "flag", bool)  # a caller's mistake, not a damaged file
 
 
 @pytest.mark.parametrize(
