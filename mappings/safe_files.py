@@ -81,8 +81,13 @@ def open_hdf5(path: str | os.PathLike, *, error: type[Exception], what: str) -> 
 
 
 # What a dataset's dtype kinds and an attribute's Python kind read as in messages.
-_KIND_NAMES = {"f": "a floating dtype", "i": "a signed integer dtype", "u": "an unsigned integer "
-               "dtype", "iu": "an integer dtype", "b": "a boolean dtype"}
+_KIND_NAMES = {
+    "f": "a floating dtype",
+    "i": "a signed integer dtype",
+    "u": "an unsigned integer dtype",
+    "iu": "an integer dtype",
+    "b": "a boolean dtype",
+}
 _ATTR_KINDS = {str: "text", int: "an integer", float: "a number"}
 # What h5py raises on damaged files: wrapped into the reader's error with the file name.
 _H5_ERRORS = (OSError, RuntimeError, KeyError, TypeError)
