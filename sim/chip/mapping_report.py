@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from mappings.checks import check_seed
 from mappings.encodings import ENCODINGS
 from mappings.placement import PlacementError, PlacementReport, placement_report
 from mappings.tiling import ChipPlan, LayerTiling, layer_tilings, plan_dense_baseline
@@ -271,8 +270,7 @@ def map_network(
     ``placement`` overrides ``config.mapping.placement``. Raises ChipConfigError when the
     network does not fit or the encoding cannot map it, PlacementError for a bad seed.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise PlacementError(f"placement seed must be an integer >= 0, got {seed!r}")
+    seed = check_seed(seed, "placement seed", PlacementError)
     if placement is not None and placement != config.mapping.placement:
         config = config.replace(mapping={"placement": placement})
     enc = config.mapping.encoding

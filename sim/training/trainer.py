@@ -42,6 +42,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from mappings.checks import check_seed, positive_int
 from mappings.network import DTYPE, Network
 from sim.training.backprop import TrainableNetwork, readout_backward
 from sim.training.checkpoint import (
@@ -116,10 +117,7 @@ class TrainConfig:
             raise bad("schedule", f"one of {SCHEDULES}")
         if not (0 < self.step_gamma <= 1):
             raise bad("step_gamma", "a factor in (0, 1]")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
-            raise bad("seed", "an integer")
-        if self.seed < 0:
-            raise bad("seed", "an integer >= 0")
+        check_seed(self.seed, "TrainConfig.seed", TrainConfigError)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -222,8 +220,7 @@ def train(
     n = len(train_x)
     if n == 0:
         raise TrainConfigError("training data is empty")
-    if isinstance(threads, bool) or int(threads) != threads or threads < 1:
-        raise TrainConfigError(f"threads must be a positive integer, got {threads!r}")
+    threads = positive_int(threads, "threads", TrainConfigError)
     ckpt = _Checkpointing.open(
         checkpoint, resume, network, config, train_x, train_y, test_x, test_y
     )
