@@ -14,6 +14,7 @@ from sim.chipnet import (
     analytic_schedule,
     build_inference_trace,
     core_cycles,
+    link_flits,
     throughput_bound,
 )
 from sim.chipnet.cosim import cosimulate, noc_config_for, zero_load_of
@@ -92,6 +93,10 @@ def scr_case():
 def _check_conservation(trace, res):
     t = res.timing
     assert np.all(t.dst_deliver >= 0) and np.all(t.task_finish >= 0)
+    # every flit of every (message, destination) packet injected and ejected once
+    fl = zero_load_of(noc_config_for(trace.grid)).flits(trace.msg_bits)
+    total = int((fl * np.diff(trace.msg_dst_ptr)).sum())
+    assert res.noc.injected_flits == res.noc.ejected_flits == total
     fan = np.diff(trace.msg_dst_ptr)
     # every consumed delivery belongs to a task of the same inference, before that task starts
     d_task = trace.msg_dst_task
@@ -115,6 +120,11 @@ def test_contention_conservation_and_determinism(scr_case):
     ana = analytic_schedule(one, zero_load_of(noc))
     r1 = cosimulate(one, noc, clock_mhz=1000.0)
     assert r1.latency_cycles[0] >= ana.msg_deliver.max()  # links shared: a lower bound
+    # the analytic per-link flits are what the network carried, link by link
+    links = link_flits(one, zero_load_of(noc))
+    sim_links = np.asarray(r1.noc.link_flits).reshape(4, 4, 5)
+    for port, name in enumerate(("eject", "east", "west", "north", "south")):
+        np.testing.assert_array_equal(links[name], sim_links[..., port])
     trace = build_inference_trace(plan, cfg, pos, n_inferences=6, input_interval=0)
     res = cosimulate(trace, noc, clock_mhz=1000.0, seed=3)
     _check_conservation(trace, res)

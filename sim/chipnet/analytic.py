@@ -132,6 +132,13 @@ def analytic_schedule(trace: ChipTrace, zero_load: ZeroLoad) -> AnalyticTiming:
     return AnalyticTiming(create, inject, deliver, start, finish)
 
 
+def _ramp(lengths: np.ndarray) -> np.ndarray:
+    """0, 1, ..., n-1 for every n in ``lengths``, concatenated."""
+    total = int(lengths.sum())
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.arange(total) - starts
+
+
 def link_flits(trace: ChipTrace, zero_load: ZeroLoad) -> dict[str, np.ndarray]:
     """Flits per inference on every directed link of the XY routes (multicast: each tree link
     once), as (rows, cols) arrays ``east``, ``west``, ``north`` (row + 1), ``south`` (row - 1)
@@ -142,32 +149,28 @@ def link_flits(trace: ChipTrace, zero_load: ZeroLoad) -> dict[str, np.ndarray]:
     fan = np.diff(trace.msg_dst_ptr[: len(m) + 1])
     dst = trace.msg_dst[: trace.msg_dst_ptr[len(m)]]
     msg = np.repeat(m, fan)
-    out = {k: np.zeros((rows, cols)) for k in ("east", "west", "north", "south")}
     sr, sc = trace.msg_src[msg] // cols, trace.msg_src[msg] % cols
     dr, dc = dst // cols, dst % cols
-    w = fl[msg].astype(np.float64)
-    # count every link of a message's routes once: mark (message, link) pairs
-    seen: set = set()
-    for k in range(len(msg)):
-        mm, r, c = int(msg[k]), int(sr[k]), int(sc[k])
-        step = 1 if dc[k] > c else -1
-        while c != dc[k]:
-            key = (mm, r, c, "east" if step > 0 else "west")
-            if key not in seen:
-                seen.add(key)
-                out[key[3]][r, c] += w[k]
-            c += step
-        step = 1 if dr[k] > r else -1
-        while r != dr[k]:
-            key = (mm, r, c, "north" if step > 0 else "south")
-            if key not in seen:
-                seen.add(key)
-                out[key[3]][r, c] += w[k]
-            r += step
+    # X first along the source row, then Y along the destination column
+    hx, hy = np.abs(dc - sc), np.abs(dr - sr)
+    sx, sy = np.sign(dc - sc), np.sign(dr - sr)
+    jx, jy = _ramp(hx), _ramp(hy)
+    kx, ky = np.repeat(np.arange(len(msg)), hx), np.repeat(np.arange(len(msg)), hy)
+    x_router = sr[kx] * cols + sc[kx] + sx[kx] * jx
+    y_router = (sr[ky] + sy[ky] * jy) * cols + dc[ky]
+    x_dir = np.where(sx[kx] > 0, 0, 1)  # east, west
+    y_dir = np.where(sy[ky] > 0, 2, 3)  # north, south
+    link = np.concatenate([x_router * 4 + x_dir, y_router * 4 + y_dir])
+    owner = np.concatenate([msg[kx], msg[ky]])
+    pairs = np.unique(owner.astype(np.int64) * (rows * cols * 4) + link)  # a tree link once
+    per_link = np.bincount(pairs % (rows * cols * 4), weights=fl[pairs // (rows * cols * 4)],
+                           minlength=rows * cols * 4).reshape(rows, cols, 4)
+    out = {name: per_link[..., i] for i, name in enumerate(("east", "west", "north", "south"))}
     out["inject"] = np.bincount(trace.msg_src[m], weights=fl, minlength=rows * cols).reshape(
         rows, cols
     )
-    out["eject"] = np.bincount(dst, weights=w, minlength=rows * cols).reshape(rows, cols)
+    out["eject"] = np.bincount(dst, weights=fl[msg].astype(np.float64),
+                               minlength=rows * cols).reshape(rows, cols)
     return out
 
 
