@@ -270,12 +270,8 @@ def build_inference_trace(
         }
     # the accumulator's own MVM result -> its ADD task (local port)
     local_bits = np.ones(len(acc), np.int64)
-    # outputs to the I/O port
-    act_bits = plan.activation_bits or FLOAT_ACTIVATION_BITS
-    slot = next((t.slot_size for t in plan.layers if t.slot_size), 0) or max(
-        1, int(flows.payload_bits.max(initial=act_bits)) // act_bits
-    )
-    o_src, o_payload, o_hdr = _output_messages(plan, slot, flows.address_bits)
+    # outputs to the I/O port, in packets of the chip's slot size
+    o_src, o_payload, o_hdr = _output_messages(plan, config.chip.slot_size, flows.address_bits)
     o_hops = np.abs(pos[o_src] - np.array(io)).sum(axis=1)
     src_all = np.concatenate([m["src"], router[acc], router[o_src]])
     bits_all = np.concatenate([m["bits"], local_bits, o_payload + o_hdr])
