@@ -60,6 +60,12 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _U30, _U27, _U31, _U11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
 _INV53 = 1.0 / 9007199254740992.0
+_ONE = np.uint64(1)
+_U58 = np.uint64(58)
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)  # index of a single set bit by multiplication
+_DB_IDX = np.zeros(64, np.int64)
+for _i in range(64):
+    _DB_IDX[((1 << _i) * 0x03F79D71B4CB0A89 & 0xFFFFFFFFFFFFFFFF) >> 58] = _i
 
 
 class KernelState(NamedTuple):
@@ -135,6 +141,7 @@ class KernelState(NamedTuple):
     occ: np.ndarray  # flits buffered per router now
     pocc: np.ndarray  # flits buffered per input port now
     vawait: np.ndarray  # input VCs waiting for VC allocation per router
+    pvm: np.ndarray  # uint64 bit mask of the non-empty VCs of each input port
     # events per wheel slot: link arrivals (router*5+port), ejections (router), credits to
     # output ports (router*5+port) and to sources (router)
     ev_ln: np.ndarray
@@ -470,7 +477,7 @@ def run_cycles(s, c_end):
     rng, gen_prob, perm, hot, hot_frac = s.rng, s.gen_prob, s.perm, s.hot, s.hot_frac
     burst_on = s.burst_on
     acc, occ, occ_sum, link_flits = s.acc, s.occ, s.occ_sum, s.link_flits
-    pocc, vawait = s.pocc, s.vawait
+    pocc, vawait, pvm = s.pocc, s.vawait, s.pvm
     ev_ln, ev_ln_n, ev_ej, ev_ej_n = s.ev_ln, s.ev_ln_n, s.ev_ej, s.ev_ej_n
     ev_cr, ev_cr_n, ev_sc, ev_sc_n = s.ev_cr, s.ev_cr_n, s.ev_sc, s.ev_sc_n
     h_pkt, h_net, h_flit = s.h_pkt, s.h_net, s.h_flit
@@ -516,6 +523,7 @@ def run_cycles(s, c_end):
     match_e = np.empty(pe, np.int64)
     first_e = np.empty(pe, np.int64)
     elist = np.empty(pe, np.int64)
+    vgrp = np.arange(nv) % sp
 
     c = cnt[C_NOW]
     while c < c_end:
@@ -586,7 +594,10 @@ def run_cycles(s, c_end):
                 lw = rp * w + slot
                 pk = lpk[lw]
                 lpk[lw] = -1
-                q = rp * nv + lvc[lw]
+                v = lvc[lw]
+                q = rp * nv + v
+                if bn[q] == 0:
+                    pvm[rp] |= _ONE << np.uint64(v)
                 pos = q * dep + _wrap(bh[q] + bn[q], dep)
                 bpk[pos] = pk
                 bfi[pos] = lfi[lw]
@@ -855,23 +866,22 @@ def run_cycles(s, c_end):
             nre = 0
             omask = 0
             for p in range(P):
-                if pocc[r * P + p] == 0:
-                    continue
-                grp = 0
-                for v in range(nv):
+                m = pvm[r * P + p]
+                while m != 0:
+                    # the non-empty VCs of this port, lowest first
+                    low = m & (~m + _ONE)
+                    m ^= low
+                    v = _DB_IDX[(low * _DEBRUIJN) >> _U58]
                     q = base + p * nv + v
-                    if (ist[q] == 2 and bn[q] > 0 and irdy[q] <= c
+                    if (ist[q] == 2 and irdy[q] <= c
                             and ocred[base + iout[q] * nv + iovc[q]] > 0):
-                        e = p * sp + grp
+                        e = p * sp + vgrp[v]
                         if mask[e] == 0:
                             elist[nre] = e
                             nre += 1
                             match_e[e] = -1
                         mask[e] |= 1 << iout[q]
                         omask |= 1 << iout[q]
-                    grp += 1
-                    if grp == sp:
-                        grp = 0
             if nre == 0:
                 continue
             matched_o = 0
@@ -969,6 +979,8 @@ def run_cycles(s, c_end):
                 fi = bfi[slot_b]
                 bh[q] = _wrap(bh[q] + 1, dep)
                 bn[q] -= 1
+                if bn[q] == 0:
+                    pvm[r * P + p] &= ~(_ONE << np.uint64(v))
                 pocc[r * P + p] -= 1
                 occ[r] -= 1
                 ov = iovc[q]
