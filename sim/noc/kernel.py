@@ -523,6 +523,9 @@ def run_cycles(s, c_end):
     match_e = np.empty(pe, np.int64)
     first_e = np.empty(pe, np.int64)
     elist = np.empty(pe, np.int64)
+    preq = np.empty(pv, np.int64)
+    pstart = np.zeros(P + 1, np.int64)
+    pfill = np.zeros(P, np.int64)
     vgrp = np.arange(nv) % sp
 
     c = cnt[C_NOW]
@@ -773,6 +776,19 @@ def run_cycles(s, c_end):
                     ports |= 1 << iout[base + i]
             for it in range(iters if nreq > 0 else 0):
                 if va_islip:
+                    # requesters grouped by output port (in input order)
+                    if it == 0:
+                        for o in range(P + 1):
+                            pstart[o] = 0
+                        for k in range(nreq):
+                            pstart[iout[base + reqs[k]] + 1] += 1
+                        for o in range(P):
+                            pstart[o + 1] += pstart[o]
+                            pfill[o] = pstart[o]
+                        for k in range(nreq):
+                            o = iout[base + reqs[k]]
+                            preq[pfill[o]] = reqs[k]
+                            pfill[o] += 1
                     # grant: every free output VC picks a requester round-robin from its pointer
                     for k in range(nreq):
                         grant[reqs[k]] = -1  # reused below as "accepted output VC"
@@ -785,10 +801,10 @@ def run_cycles(s, c_end):
                                 continue
                             best = -1
                             bestd = pv
-                            for k in range(nreq):
-                                i = reqs[k]
+                            for k in range(pstart[o], pstart[o + 1]):
+                                i = preq[k]
                                 q = base + i
-                                if matched[i] or iout[q] != o or ov < ilo[q] or ov >= ihi[q]:
+                                if matched[i] or ov < ilo[q] or ov >= ihi[q]:
                                     continue
                                 d = _wrap(i - va_g[oq], pv)
                                 if d < bestd:
