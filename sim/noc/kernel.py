@@ -48,8 +48,8 @@ MODE_SYNTH, MODE_TRACE = 0, 1
     C_NOW, C_FLIT_HOPS, C_INJ, C_EJ, C_GEN_PKT, C_TAG_OUT, C_PROGRESS, C_IN_NET, C_FREE,
     C_QUEUED, C_M_GEN_FLITS, C_M_EJ, C_T_DONE, C_T_PKT, C_T_NET, C_T_FLITS, C_T_HOPS,
     C_REL, C_MSG_DONE, C_TASK_DONE, C_CRED, C_RUNNING, C_HEAPED, C_M_INJ, C_T_PKT2,
-    C_BACKLOG_START, C_T_NET2, C_MAXLAT, C_GEN_FLITS, C_T_FLITSUM,
-) = range(30)
+    C_BACKLOG_START, C_T_NET2, C_MAXLAT, C_GEN_FLITS, C_T_FLITSUM, C_NEXT_EV,
+) = range(31)
 N_CNT = 32
 
 # kernel exit codes
@@ -263,6 +263,7 @@ def _route(r, src, dst, rows, cols, torus, yx, nv):
 # compilation); the helpers it calls take the few arrays they need.
 
 TR_CYCLE, TR_DELIVERED, TR_INJECTED, TR_NEXT = range(4)
+_NEVER = np.int64(2**62)
 
 
 @njit(cache=True)
@@ -388,6 +389,7 @@ def _trace(s, what, c, arg):
                 s.t_ready[t] = ready
                 _heap_push(hp_off, hp_n, hp_cyc, hp_task, s.t_core[t], ready, t)
                 cnt[C_HEAPED] += 1
+                cnt[C_NEXT_EV] = min(cnt[C_NEXT_EV], ready)
         return 0
     if what == TR_NEXT:
         best = -1
@@ -413,7 +415,11 @@ def _trace(s, what, c, arg):
               s.p_src, s.p_dst, s.p_size, s.p_ctime, s.p_itime, s.p_hops, s.p_tag, s.p_dent,
               s.p_next, s.free, s.qhead, s.qtail)
         cnt[C_REL] += 1
+    nxt = _NEVER
+    if cnt[C_REL] < n_rel:
+        nxt = s.m_cycle[s.m_order[cnt[C_REL]]]
     if cnt[C_RUNNING] == 0 and cnt[C_HEAPED] == 0:
+        cnt[C_NEXT_EV] = nxt
         return 0
     for core in range(s.par[N_]):
         finished = -1
@@ -443,6 +449,11 @@ def _trace(s, what, c, arg):
                 s.core_run[core] = t
                 s.core_fin[core] = c + s.t_dur[t]
                 cnt[C_RUNNING] += 1
+        if s.core_run[core] >= 0:
+            nxt = min(nxt, s.core_fin[core])
+        elif hp_n[core] > 0:
+            nxt = min(nxt, hp_cyc[hp_off[core]])
+    cnt[C_NEXT_EV] = nxt
     return 0
 
 
@@ -667,7 +678,8 @@ def run_cycles(s, c_end):
 
         # ---- 3. traffic
         if trace:
-            _trace(s, TR_CYCLE, c, 0)
+            if c >= cnt[C_NEXT_EV]:
+                _trace(s, TR_CYCLE, c, 0)
         else:
             for r in range(n):
                 if burst:
