@@ -209,3 +209,62 @@ def test_result_statistics_and_hdf5(tmp_path):
     with h5py.File(path) as f:
         assert f.attrs["format"] == "scrramble-noc-result"
         assert np.array_equal(f["link_flits"][...], res.link_flits)
+
+
+def _random_graph(rng: np.random.Generator, n_routers: int, n_inf: int, stages: int) -> Trace:
+    """n_inf inferences through a pipeline of `stages` tasks on random cores; stage s sends
+    one message (random bits, sometimes to two routers) to stage s + 1."""
+    core = rng.integers(0, n_routers, size=(n_inf, stages))
+    t_idx = np.arange(n_inf * stages).reshape(n_inf, stages)
+    src, ptr, dst, dtask, prod, bits, tag = [], [0], [], [], [], [], []
+    inputs = np.zeros(n_inf * stages, np.int64)
+    for i in range(n_inf):
+        for s in range(stages - 1):
+            src.append(core[i, s])
+            prod.append(t_idx[i, s])
+            bits.append(int(rng.integers(0, 600)))
+            tag.append(i)
+            dst.append(core[i, s + 1])
+            dtask.append(t_idx[i, s + 1])
+            inputs[t_idx[i, s + 1]] += 1
+            if rng.random() < 0.3:  # an extra copy to a router nobody waits on
+                dst.append(int(rng.integers(0, n_routers)))
+                dtask.append(-1)
+            ptr.append(len(dst))
+    return Trace(
+        msg_src=np.array(src), msg_dst_ptr=np.array(ptr), msg_dst=np.array(dst),
+        msg_bits=np.array(bits), msg_producer=np.array(prod),
+        msg_cycle=np.zeros(len(src), np.int64), msg_dst_task=np.array(dtask),
+        msg_tag=np.array(tag), task_core=core.ravel(),
+        task_start=np.repeat(np.arange(n_inf) * 7, stages),
+        task_duration=rng.integers(0, 20, size=n_inf * stages), task_inputs=inputs,
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_task_graph_invariants(seed):
+    cfg = NocConfig(rows=4, cols=4, vcs=2, link_width_bits=64)
+    tr = _random_graph(np.random.default_rng(seed), 16, n_inf=40, stages=4)
+    res = simulate_noc(cfg, tr)
+    tt = res.trace
+    assert np.all(tt.task_finish >= 0) and np.all(tt.msg_deliver >= 0)
+    assert np.array_equal(tt.task_finish - tt.task_start, tr.task_duration)
+    assert np.all(tt.task_start >= np.maximum(tt.task_ready, tr.task_start))
+    # messages leave when their producer finishes, arrive no sooner than the zero-load time
+    assert np.array_equal(tt.msg_create, tt.task_finish[tr.msg_producer])
+    assert np.all(tt.msg_inject >= tt.msg_create)
+    k_msg = np.repeat(np.arange(tr.n_messages), np.diff(tr.msg_dst_ptr))
+    flits = np.array([cfg.packet_flits(b) for b in tr.msg_bits])[k_msg]
+    zero = 4 * min_hops(cfg, tr.msg_src[k_msg], tr.msg_dst) + flits - 1 + 2
+    assert np.all(tt.dst_deliver - tt.msg_create[k_msg] >= zero)
+    # a task is ready exactly when its last input arrived (or its earliest start)
+    cons = tr.msg_dst_task >= 0
+    last = np.zeros(tr.n_tasks, np.int64)
+    np.maximum.at(last, tr.msg_dst_task[cons], tt.dst_deliver[cons])
+    assert np.array_equal(tt.task_ready, np.maximum(last, tr.task_start))
+    # one task at a time per core
+    for core in np.unique(tr.task_core):
+        ts = np.flatnonzero(tr.task_core == core)
+        order = np.argsort(tt.task_start[ts], kind="stable")
+        assert np.all(tt.task_start[ts][order][1:] >= tt.task_finish[ts][order][:-1])
+    assert res.injected_flits == res.ejected_flits == flits.sum()
