@@ -268,3 +268,40 @@ def test_task_graph_invariants(seed):
         order = np.argsort(tt.task_start[ts], kind="stable")
         assert np.all(tt.task_start[ts][order][1:] >= tt.task_finish[ts][order][:-1])
     assert res.injected_flits == res.ejected_flits == flits.sum()
+
+
+@pytest.mark.parametrize(
+    "timing",
+    [{}, {"rc_delay": 1}, {"va_delay": 0}, {"st_delay": 0, "link_latency": 3},
+     {"sa_delay": 2, "credit_delay": 4}],
+)
+def test_zero_load_latency_for_any_stage_delays(timing):
+    cfg = NocConfig(rows=3, cols=5, link_width_bits=32, header_bits=0, **timing)
+    tr = message_trace(src=[0, 14], dst=[14, 14], cycle=[0, 100], bits=[160, 32])
+    res = simulate_noc(cfg, tr)
+    per_router = cfg.rc_delay + cfg.va_delay + cfg.sa_delay + cfg.st_delay + cfg.link_latency
+    hops = np.array([7, 1])
+    flits = np.array([5, 1])
+    expect = cfg.link_latency + hops * per_router + (flits - 1) + 1
+    assert list(res.trace.msg_deliver - res.trace.msg_create) == list(expect)
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [{"vc_allocator": "rr", "sw_allocator": "rr"}, {"alloc_iters": 2}, {"input_speedup": 1},
+     {"vcs": 3, "input_speedup": 2}, {"buffer_depth": 2}],
+)
+def test_allocator_and_router_variants(knobs):
+    cfg = NocConfig(rows=4, cols=4, **knobs)
+    res = simulate_noc(cfg, SyntheticTraffic(rate=0.2), warmup=300, measure=2000)
+    assert not res.saturated and res.drained
+    assert res.accepted_rate == pytest.approx(0.2, rel=0.1)
+    assert 4 * 3.5 + 5 - 2 < res.packet_latency < 60  # mean 3.5 routers on 4x4
+
+
+def test_more_allocator_iterations_never_lose_throughput():
+    one = simulate_noc(NocConfig(rows=6, cols=6, vcs=2), SyntheticTraffic(rate=1.0),
+                       warmup=300, measure=1500)
+    two = simulate_noc(NocConfig(rows=6, cols=6, vcs=2, alloc_iters=3),
+                       SyntheticTraffic(rate=1.0), warmup=300, measure=1500)
+    assert two.accepted_rate >= 0.97 * one.accepted_rate
