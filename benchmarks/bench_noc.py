@@ -86,25 +86,40 @@ def main() -> None:
                         "flit_hops": hops, "flit_hops_per_s": hops / best,
                         "booksim_cycles_per_s": ref})
         if args.figure is not None:
-            _figure(out, args.figure)
+            _figure(args.figure)
     print(json.dumps({"threads": 1, "repeats": args.repeats, "runs": out}))
 
 
-def _figure(out: list[dict], path: Path) -> None:
+def _figure(path: Path) -> None:
+    """Cycles/s and flit-hops/s against offered load for 8x8, 16x16 and 32x32 (one run each,
+    fixed length, 8 VCs)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    names = [d["run"] for d in out]
-    ax.bar(range(len(out)), [d["cycles_per_s"] for d in out], color="C0", label="ours")
-    ax.bar(range(len(out)), [d["booksim_cycles_per_s"] or 0 for d in out], color="C3",
-           width=0.4, label="BookSim2")
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(out)), names, rotation=30, ha="right")
-    ax.set_ylabel("simulated cycles / s (1 thread)")
-    ax.legend()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
+    rates = [0.02, 0.05, 0.1, 0.2, 0.3, 0.4]
+    for k, cycles in ((8, 4000), (16, 2000), (32, 800)):
+        cps, fhs = [], []
+        for rate in rates:
+            res = simulate_noc(NocConfig(rows=k, cols=k), SyntheticTraffic(rate=rate),
+                               warmup=cycles // 4, cycles=cycles)
+            cps.append(res.cycles / res.sim_seconds)
+            fhs.append(res.flit_hops / res.sim_seconds)
+        a1.plot(rates, cps, "o-", label=f"{k}x{k}")
+        a2.plot(rates, fhs, "o-", label=f"{k}x{k}")
+        print(f"sweep {k}x{k}: " + ", ".join(f"{r}: {c:,.0f}" for r, c in zip(rates, cps)),
+              flush=True)
+    a1.set_yscale("log")
+    a1.set_xlabel("offered load (flits/node/cycle)")
+    a1.set_ylabel("simulated cycles / s")
+    a2.set_xlabel("offered load (flits/node/cycle)")
+    a2.set_ylabel("flit-hops / s")
+    for ax in (a1, a2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("packet network speed, 1 thread, uniform traffic, 8 VCs")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"figure: {path}")

@@ -67,7 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="on-off injection: per-cycle probabilities off->on and on->off, e.g. 0.1:0.1",
     )
     parser.add_argument("--cycles", type=int, default=None, help="fixed-length run of N cycles")
-    parser.add_argument("--warmup", type=int, default=3000, help="warm-up cycles (3000)")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="warm-up cycles (3000; N/4 with --cycles N)"
+    )
     parser.add_argument("--measure", type=int, default=5000, help="measured window (5000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
     parser.add_argument(
@@ -151,7 +153,7 @@ def _check(args: argparse.Namespace) -> None:
         raise CommandError(f"--seed must be an integer >= 0, got {args.seed}")
     if args.cycles is not None and args.cycles < 1:
         raise CommandError(f"--cycles must be an integer >= 1, got {args.cycles}")
-    if args.warmup < 0 or args.measure < 1:
+    if (args.warmup is not None and args.warmup < 0) or args.measure < 1:
         raise CommandError("--warmup must be >= 0 and --measure >= 1")
 
 
@@ -168,11 +170,13 @@ def run(args: argparse.Namespace) -> CommandResult:
         except NocConfigError as exc:
             raise _flag_error(exc) from None
     rates = _rates(args.rates) if args.rates is not None else [args.rate]
+    warmup = args.warmup if args.warmup is not None else (
+        args.cycles // 4 if args.cycles is not None else 3000)
     results = []
     try:
         for rate in rates:
             results.append(simulate_noc(
-                config, traffic(rate), seed=args.seed, warmup=args.warmup,
+                config, traffic(rate), seed=args.seed, warmup=warmup,
                 measure=args.measure, cycles=args.cycles,
             ))
     except NocConfigError as exc:

@@ -48,8 +48,8 @@ MODE_SYNTH, MODE_TRACE = 0, 1
     C_NOW, C_FLIT_HOPS, C_INJ, C_EJ, C_GEN_PKT, C_TAG_OUT, C_PROGRESS, C_IN_NET, C_FREE,
     C_QUEUED, C_M_GEN_FLITS, C_M_EJ, C_T_DONE, C_T_PKT, C_T_NET, C_T_FLITS, C_T_HOPS,
     C_REL, C_MSG_DONE, C_TASK_DONE, C_CRED, C_RUNNING, C_HEAPED, C_M_INJ, C_T_PKT2,
-    C_BACKLOG_START, C_T_NET2, C_MAXLAT, C_GEN_FLITS, C_T_FLITSUM,
-) = range(30)
+    C_BACKLOG_START, C_T_NET2, C_MAXLAT, C_GEN_FLITS, C_T_FLITSUM, C_NEXT_EV,
+) = range(31)
 N_CNT = 32
 
 # kernel exit codes
@@ -60,6 +60,12 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _U30, _U27, _U31, _U11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
 _INV53 = 1.0 / 9007199254740992.0
+_ONE = np.uint64(1)
+_U58 = np.uint64(58)
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)  # index of a single set bit by multiplication
+_DB_IDX = np.zeros(64, np.int64)
+for _i in range(64):
+    _DB_IDX[((1 << _i) * 0x03F79D71B4CB0A89 & 0xFFFFFFFFFFFFFFFF) >> 58] = _i
 
 
 class KernelState(NamedTuple):
@@ -135,6 +141,7 @@ class KernelState(NamedTuple):
     occ: np.ndarray  # flits buffered per router now
     pocc: np.ndarray  # flits buffered per input port now
     vawait: np.ndarray  # input VCs waiting for VC allocation per router
+    pvm: np.ndarray  # uint64 bit mask of the non-empty VCs of each input port
     # events per wheel slot: link arrivals (router*5+port), ejections (router), credits to
     # output ports (router*5+port) and to sources (router)
     ev_ln: np.ndarray
@@ -256,6 +263,7 @@ def _route(r, src, dst, rows, cols, torus, yx, nv):
 # compilation); the helpers it calls take the few arrays they need.
 
 TR_CYCLE, TR_DELIVERED, TR_INJECTED, TR_NEXT = range(4)
+_NEVER = np.int64(2**62)
 
 
 @njit(cache=True)
@@ -381,6 +389,7 @@ def _trace(s, what, c, arg):
                 s.t_ready[t] = ready
                 _heap_push(hp_off, hp_n, hp_cyc, hp_task, s.t_core[t], ready, t)
                 cnt[C_HEAPED] += 1
+                cnt[C_NEXT_EV] = min(cnt[C_NEXT_EV], ready)
         return 0
     if what == TR_NEXT:
         best = -1
@@ -406,7 +415,11 @@ def _trace(s, what, c, arg):
               s.p_src, s.p_dst, s.p_size, s.p_ctime, s.p_itime, s.p_hops, s.p_tag, s.p_dent,
               s.p_next, s.free, s.qhead, s.qtail)
         cnt[C_REL] += 1
+    nxt = _NEVER
+    if cnt[C_REL] < n_rel:
+        nxt = s.m_cycle[s.m_order[cnt[C_REL]]]
     if cnt[C_RUNNING] == 0 and cnt[C_HEAPED] == 0:
+        cnt[C_NEXT_EV] = nxt
         return 0
     for core in range(s.par[N_]):
         finished = -1
@@ -436,6 +449,11 @@ def _trace(s, what, c, arg):
                 s.core_run[core] = t
                 s.core_fin[core] = c + s.t_dur[t]
                 cnt[C_RUNNING] += 1
+        if s.core_run[core] >= 0:
+            nxt = min(nxt, s.core_fin[core])
+        elif hp_n[core] > 0:
+            nxt = min(nxt, hp_cyc[hp_off[core]])
+    cnt[C_NEXT_EV] = nxt
     return 0
 
 
@@ -470,7 +488,7 @@ def run_cycles(s, c_end):
     rng, gen_prob, perm, hot, hot_frac = s.rng, s.gen_prob, s.perm, s.hot, s.hot_frac
     burst_on = s.burst_on
     acc, occ, occ_sum, link_flits = s.acc, s.occ, s.occ_sum, s.link_flits
-    pocc, vawait = s.pocc, s.vawait
+    pocc, vawait, pvm = s.pocc, s.vawait, s.pvm
     ev_ln, ev_ln_n, ev_ej, ev_ej_n = s.ev_ln, s.ev_ln_n, s.ev_ej, s.ev_ej_n
     ev_cr, ev_cr_n, ev_sc, ev_sc_n = s.ev_cr, s.ev_cr_n, s.ev_sc, s.ev_sc_n
     h_pkt, h_net, h_flit = s.h_pkt, s.h_net, s.h_flit
@@ -516,6 +534,10 @@ def run_cycles(s, c_end):
     match_e = np.empty(pe, np.int64)
     first_e = np.empty(pe, np.int64)
     elist = np.empty(pe, np.int64)
+    preq = np.empty(pv, np.int64)
+    pstart = np.zeros(P + 1, np.int64)
+    pfill = np.zeros(P, np.int64)
+    vgrp = np.arange(nv) % sp
 
     c = cnt[C_NOW]
     while c < c_end:
@@ -586,7 +608,10 @@ def run_cycles(s, c_end):
                 lw = rp * w + slot
                 pk = lpk[lw]
                 lpk[lw] = -1
-                q = rp * nv + lvc[lw]
+                v = lvc[lw]
+                q = rp * nv + v
+                if bn[q] == 0:
+                    pvm[rp] |= _ONE << np.uint64(v)
                 pos = q * dep + _wrap(bh[q] + bn[q], dep)
                 bpk[pos] = pk
                 bfi[pos] = lfi[lw]
@@ -653,7 +678,8 @@ def run_cycles(s, c_end):
 
         # ---- 3. traffic
         if trace:
-            _trace(s, TR_CYCLE, c, 0)
+            if c >= cnt[C_NEXT_EV]:
+                _trace(s, TR_CYCLE, c, 0)
         else:
             for r in range(n):
                 if burst:
@@ -762,6 +788,19 @@ def run_cycles(s, c_end):
                     ports |= 1 << iout[base + i]
             for it in range(iters if nreq > 0 else 0):
                 if va_islip:
+                    # requesters grouped by output port (in input order)
+                    if it == 0:
+                        for o in range(P + 1):
+                            pstart[o] = 0
+                        for k in range(nreq):
+                            pstart[iout[base + reqs[k]] + 1] += 1
+                        for o in range(P):
+                            pstart[o + 1] += pstart[o]
+                            pfill[o] = pstart[o]
+                        for k in range(nreq):
+                            o = iout[base + reqs[k]]
+                            preq[pfill[o]] = reqs[k]
+                            pfill[o] += 1
                     # grant: every free output VC picks a requester round-robin from its pointer
                     for k in range(nreq):
                         grant[reqs[k]] = -1  # reused below as "accepted output VC"
@@ -774,10 +813,10 @@ def run_cycles(s, c_end):
                                 continue
                             best = -1
                             bestd = pv
-                            for k in range(nreq):
-                                i = reqs[k]
+                            for k in range(pstart[o], pstart[o + 1]):
+                                i = preq[k]
                                 q = base + i
-                                if matched[i] or iout[q] != o or ov < ilo[q] or ov >= ihi[q]:
+                                if matched[i] or ov < ilo[q] or ov >= ihi[q]:
                                     continue
                                 d = _wrap(i - va_g[oq], pv)
                                 if d < bestd:
@@ -855,23 +894,22 @@ def run_cycles(s, c_end):
             nre = 0
             omask = 0
             for p in range(P):
-                if pocc[r * P + p] == 0:
-                    continue
-                grp = 0
-                for v in range(nv):
+                m = pvm[r * P + p]
+                while m != 0:
+                    # the non-empty VCs of this port, lowest first
+                    low = m & (~m + _ONE)
+                    m ^= low
+                    v = _DB_IDX[(low * _DEBRUIJN) >> _U58]
                     q = base + p * nv + v
-                    if (ist[q] == 2 and bn[q] > 0 and irdy[q] <= c
+                    if (ist[q] == 2 and irdy[q] <= c
                             and ocred[base + iout[q] * nv + iovc[q]] > 0):
-                        e = p * sp + grp
+                        e = p * sp + vgrp[v]
                         if mask[e] == 0:
                             elist[nre] = e
                             nre += 1
                             match_e[e] = -1
                         mask[e] |= 1 << iout[q]
                         omask |= 1 << iout[q]
-                    grp += 1
-                    if grp == sp:
-                        grp = 0
             if nre == 0:
                 continue
             matched_o = 0
@@ -969,6 +1007,8 @@ def run_cycles(s, c_end):
                 fi = bfi[slot_b]
                 bh[q] = _wrap(bh[q] + 1, dep)
                 bn[q] -= 1
+                if bn[q] == 0:
+                    pvm[r * P + p] &= ~(_ONE << np.uint64(v))
                 pocc[r * P + p] -= 1
                 occ[r] -= 1
                 ov = iovc[q]
