@@ -110,6 +110,8 @@ def test_simulate_json(workdir, capsys):
         "offset"]} and d["devices"]["offset"] > n_w
     m = run_json(capsys, workdir / "net.h5", "--chip", workdir / "chip.toml", command="map")
     assert m["devices"] == d["devices"]
+    assert [la["devices"] for la in d["layers"]] == [la["devices"] for la in m["layers"]]
+    assert [la["devices"]["single"] for la in d["layers"]] == [4 * 64 * 64, 10 * 64 * 64]
     assert d["seed"] == 3 and d["threads"] == 2 and d["limit"] == 30
     assert d["simulation_seconds"] > 0 and d["programming_seconds"] > 0
     assert d["seconds"] >= d["simulation_seconds"] + d["programming_seconds"]

@@ -135,7 +135,7 @@ def add_threads_argument(parser: argparse.ArgumentParser, what: str) -> None:
         default=default_threads(),
         metavar="N",
         help=f"total threads this command may use ({what}); at most the {available_cpus()} "
-        f"available CPUs (default: {default_threads()}; results do not depend on it)",
+        f"available CPUs (default: {default_threads()})",
     )
 
 

@@ -116,13 +116,15 @@ def run(args: argparse.Namespace) -> CommandResult:
                 network, instance, x, labels=y, seed=args.seed, config=config,
                 calibration=cal_x, progress=count_callback(bar),
             )
-            devices, _ = count_devices(network, config)
+            devices, layer_devices = count_devices(network, config)
         except (ChipConfigError, ChipInstanceError, ProgrammingError, SimulationError) as exc:
             raise CommandError(str(exc)) from None
 
     sim_data = result.as_dict()
     sim_data.pop("n_devices")  # the same count as devices[encoding]
     simulation_seconds = sim_data.pop("seconds")  # "seconds" is the command's wall time
+    for i, layer in enumerate(sim_data["layers"]):  # devices per encoding, as map reports
+        layer["devices"] = {enc: counts[i] for enc, counts in layer_devices.items()}
     data = {
         "network": str(args.network),
         "chip": config.source,
