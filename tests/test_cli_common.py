@@ -335,3 +335,62 @@ def test_evaluate_npz_hints_at_import(capsys, tmp_path):
     assert f"`scrramble-sim import {ref} --out NET.h5`" in err
     rc, _, err = run(capsys, "map", ref)
     assert rc == 2 and "scrramble-sim import" in err
+
+
+# ------------------------------------------------------------------------------ docs/cli.md
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+
+
+def _doc_section(name: str) -> str:
+    text = DOCS.read_text(encoding="utf-8")
+    start = text.index(f"## `scrramble-sim {name}")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end > 0 else len(text)]
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_docs_list_every_flag(name):
+    section = _doc_section(name)
+    for flag in _options(name):
+        if flag in ("-h", "--help", "--json", "--no-progress"):
+            continue  # the conventions table documents the common flags
+        assert f"`{flag}" in section, f"docs/cli.md: {name} does not document {flag}"
+
+
+def _documented_keys(name: str) -> set[str]:
+    import re
+
+    rows = [line for line in _doc_section(name).splitlines() if line.startswith("| `")]
+    keys = set()
+    for row in rows:
+        keys |= set(re.findall(r"`([a-z_]+)`", row.split("|")[1]))
+    return keys
+
+
+def test_docs_list_every_json_key(capsys, data_dir, tmp_path):
+    """Every top-level key each command prints with --json is in its docs/cli.md table."""
+    from mappings.builders import build_scrramble_network
+    from mappings.h5format import save_network
+
+    net = tmp_path / "net.h5"
+    ref = reference_npz(tmp_path / "ref.npz")
+    chip = tmp_path / "chip.toml"
+    chip.write_text("[chip]\ncore_rows = 64\ncore_cols = 64\nslot_size = 16\n"
+                    "[simulation]\ncalibration_samples = 16\n")
+    save_network(build_scrramble_network(hidden_cores=(3,), core_size=64, slot_size=16,
+                                         rng=np.random.default_rng(0)), tmp_path / "sim.h5")
+    runs = {
+        "train": ["--out", net, "--data", data_dir, *TINY],
+        "evaluate": [net, "--data", data_dir],
+        "map": [net, "--chip", chip],
+        "simulate": [tmp_path / "sim.h5", "--chip", chip, "--data", data_dir, "--limit", 8],
+        "import": [ref, "--out", tmp_path / "imported.h5"],
+    }
+    assert set(runs) == set(SUBCOMMANDS)
+    for name, argv in runs.items():
+        rc, out, err = run(capsys, name, *argv, "--json", "--no-progress")
+        assert rc == 0, err
+        keys = set(json.loads(out))
+        missing = keys - _documented_keys(name)
+        assert not missing, f"docs/cli.md: {name} does not document JSON keys {missing}"
