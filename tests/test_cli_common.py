@@ -136,6 +136,14 @@ def test_train_seed_error_names_the_flag(capsys, data_dir, tmp_path):
     assert "TrainConfig" not in err and not (tmp_path / "n.h5").exists()
 
 
+def test_largest_seed_trains_and_checkpoints(capsys, data_dir, tmp_path):
+    top = 2**63 - 1  # stored as int64 in the network file and the checkpoint
+    rc, out, err = run(capsys, "train", "--data", data_dir, "--out", tmp_path / "n.h5", *TINY,
+                       "--seed", top, "--checkpoint", tmp_path / "c.h5", "--json")
+    assert rc == 0, err
+    assert json.loads(out)["seed"] == top and load_network(tmp_path / "n.h5").metadata["seed"] == top
+
+
 def test_threads_checked_against_the_cpus(monkeypatch, capsys, data_dir, tmp_path):
     monkeypatch.setattr(common, "available_cpus", lambda: 2)
     assert common.default_threads() == 2

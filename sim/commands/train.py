@@ -93,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue the run recorded in --checkpoint (started fresh if the file does not "
         "exist yet); the result is bit-identical to an uninterrupted run. All other arguments "
-        "must match the interrupted run, except --threads and --no-progress",
+        "must match the interrupted run, except --threads, --no-progress and --overwrite",
     )
     add_overwrite_argument(g)
     g.add_argument(
@@ -126,8 +126,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N[,N...]",
         help="hidden widths of the dense baseline (default: 256)",
     )
-    g.add_argument("--core-size", type=int, default=256, help="crossbar size (default: 256)")
-    g.add_argument("--slot-size", type=int, default=64, help="slot width (default: 64)")
+    g.add_argument(
+        "--core-size", type=int, default=256, metavar="N", help="crossbar size (default: 256)"
+    )
+    g.add_argument(
+        "--slot-size", type=int, default=64, metavar="N", help="slot width (default: 64)"
+    )
     g.add_argument(
         "--p", type=float, default=0.2, help="routing connection probability (default: 0.2)"
     )
@@ -136,12 +140,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--act-bits",
         type=int,
         default=4,
+        metavar="B",
         help="bits of the quantised ReLU (with --activation qrelu; default: 4)",
     )
     g.add_argument(
         "--act-ceiling",
         type=float,
         default=1.0,
+        metavar="C",
         help="clip level of the quantised ReLU (default: 1.0)",
     )
     g.add_argument(
@@ -160,10 +166,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "readout, xent for logits and for --arch dense)",
     )
     g.add_argument(
-        "--epochs", type=positive_int, default=d.epochs, help=f"(default: {d.epochs})"
+        "--epochs", type=positive_int, default=d.epochs, metavar="N",
+        help=f"(default: {d.epochs})",
     )
     g.add_argument(
-        "--batch-size", type=positive_int, default=d.batch_size, help=f"(default: {d.batch_size})"
+        "--batch-size", type=positive_int, default=d.batch_size, metavar="N",
+        help=f"(default: {d.batch_size})",
     )
     g.add_argument(
         "--lr",
@@ -177,7 +185,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.schedule,
         help=f"learning-rate schedule (default: {d.schedule})",
     )
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument(
+        "--weight-decay", type=float, default=d.weight_decay, metavar="W",
+        help=f"(default: {d.weight_decay})",
+    )
     g.add_argument(
         "--optimizer",
         choices=OPTIMIZERS,
