@@ -112,7 +112,9 @@ def test_simulate_json(workdir, capsys):
     assert m["devices"] == d["devices"]
     assert [la["devices"] for la in d["layers"]] == [la["devices"] for la in m["layers"]]
     assert [la["devices"]["single"] for la in d["layers"]] == [4 * 64 * 64, 10 * 64 * 64]
-    assert d["seed"] == 3 and d["threads"] == 2 and d["limit"] == 30
+    from sim.commands.common import default_threads
+
+    assert d["seed"] == 3 and d["threads"] == default_threads() and d["limit"] == 30
     assert d["simulation_seconds"] > 0 and d["programming_seconds"] > 0
     assert d["seconds"] >= d["simulation_seconds"] + d["programming_seconds"]
     assert d["instance_origin"] == "programmed" and d["dataset"] == "fashion-mnist"
@@ -191,7 +193,7 @@ def test_age(workdir, capsys):
     assert all(layer["compensation"] > 1 for layer in d["layers"])
 
 
-def test_retention_time_from_chip_file_seed_and_threads(workdir, capsys, tmp_path):
+def test_retention_time_from_chip_file_seed_and_threads(workdir, capsys, tmp_path, monkeypatch):
     """[retention] time_s is the default age; --seed changes the noise; --threads does not
     change the results."""
     chip = tmp_path / "aged.toml"
@@ -201,7 +203,8 @@ def test_retention_time_from_chip_file_seed_and_threads(workdir, capsys, tmp_pat
     import numba
 
     before = numba.get_num_threads()
-    a = run_json(capsys, *args)  # --threads 1
+    monkeypatch.setattr("sim.commands.common.available_cpus", lambda: 2)  # also on 1 CPU
+    a = run_json(capsys, *args, "--threads", 1)
     assert numba.get_num_threads() == before  # restored for in-process callers
     assert a["age_s"] == 86400.0 and all(layer["compensation"] > 1 for layer in a["layers"])
     fresh = run_json(capsys, *args, "--age", 0)

@@ -329,6 +329,7 @@ def test_checkpoint_resume_matches_uninterrupted_run(tmp_path, data_dir, capsys,
     assert "--overwrite" in err
 
     # Resumed with another thread count: same network, same metrics.
+    monkeypatch.setattr("sim.commands.common.available_cpus", lambda: 2)  # also on 1 CPU
     rc, out, err = run_cli(
         capsys,
         "train",
