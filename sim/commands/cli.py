@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
 import importlib
@@ -9,8 +10,9 @@ import json
 import math
 import os
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -72,8 +74,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _ctrl_c_never_swallowed() -> Iterator[None]:
+    """Re-deliver a Ctrl-C that landed in a finaliser or weakref callback.
+
+    Python cannot raise an exception out of those; it would print "Exception ignored in ..."
+    with a traceback and carry on as if Ctrl-C had not been pressed. While this is active such
+    a KeyboardInterrupt is not printed but delivered to the main thread again from a helper
+    thread, i.e. after the finaliser has returned (should it land in another finaliser, the
+    same happens again).
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            threading.Timer(0.001, _thread.interrupt_main).start()
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status (0 ok, 2 error, 130 interrupted)."""
+    with _ctrl_c_never_swallowed():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     command = None
     try:
         args = build_parser().parse_args(argv)
