@@ -3,7 +3,8 @@
 Each module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> CommandResult``; register it in :data:`SUBCOMMANDS` (and in
 :data:`MODULE_NAMES` when the module name differs from the command). The full reference of
-every command, flag and JSON key is docs/cli.md.
+every command, flag and JSON key is docs/cli.md; tests/test_cli_common.py checks that every
+command follows the conventions below and that docs/cli.md lists its flags and JSON keys.
 
 Conventions (helpers in :mod:`sim.commands.common`):
 
