@@ -91,7 +91,7 @@ def test_every_command_shares_the_vocabulary(name):
         assert opts["--seed"].type is common.seed_value and opts["--seed"].default == 0
     if "--threads" in opts:
         assert opts["--threads"].default == common.default_threads()
-        assert opts["--threads"].type is common._threads_value
+        assert opts["--threads"].type is common.threads_value
     if "--limit" in opts:
         assert opts["--limit"].type is common.positive_int
     if "--overwrite" in opts:

@@ -59,6 +59,7 @@ __all__ = [
     "read_split",
     "seed_value",
     "thread_limits",
+    "threads_value",
 ]
 
 
@@ -102,7 +103,8 @@ def default_threads() -> int:
     return min(available_cpus(), DEFAULT_THREADS_CAP)
 
 
-def _threads_value(text: str) -> int:
+def threads_value(text: str) -> int:
+    """argparse type of ``--threads``: 1 <= N <= :func:`available_cpus`."""
     value = positive_int(text)
     cpus = available_cpus()
     if value > cpus:
@@ -131,7 +133,7 @@ def add_threads_argument(parser: argparse.ArgumentParser, what: str) -> None:
     """``--threads N``: the total threads the command may use; ``what`` they run (help)."""
     parser.add_argument(
         "--threads",
-        type=_threads_value,
+        type=threads_value,
         default=default_threads(),
         metavar="N",
         help=f"total threads this command may use ({what}); at most the {available_cpus()} "
