@@ -22,7 +22,7 @@ Methods (``METHODS``):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
@@ -505,9 +505,12 @@ def placement_report(
     grid: tuple[int, int],
     rng: np.random.Generator,
     methods: Sequence[str] = ("sequential", "random", "annealing"),
+    progress: Callable[[str], None] | None = None,
     **options,
 ) -> PlacementReport:
-    """Place with each method in turn (sharing ``rng``); ``options`` go to annealing."""
+    """Place with each method in turn (sharing ``rng``); ``options`` go to annealing.
+
+    ``progress(method)`` is called after each method's placement is done."""
     t = _check_traffic(traffic)
     g = _check_grid(grid)
     methods = tuple(methods)
@@ -516,7 +519,11 @@ def placement_report(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise PlacementError(f"unknown placement method(s) {unknown}; valid: {list(METHODS)}")
-    placements = {m: place(t, g, m, rng, **(options if m == "annealing" else {})) for m in methods}
+    placements = {}
+    for m in methods:
+        placements[m] = place(t, g, m, rng, **(options if m == "annealing" else {}))
+        if progress is not None:
+            progress(m)
     off_diag = float(t.sum() - np.trace(t))
     return PlacementReport(
         grid=g,
