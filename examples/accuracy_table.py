@@ -238,7 +238,9 @@ def run_grid(
     results = []
     bar = tqdm(total=len(points), desc="configurations", unit="cfg", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
-    with bar:
+    images = tqdm(total=len(test_x), desc="  test images", unit="img", file=sys.stderr,
+                  disable=not progress, dynamic_ncols=True, position=1, leave=False)
+    with bar, images:
         for pt in points:
             cfg = pt.config(base, encoding, n_cal)
             key = record_key(net_fp, data_fp, cfg, pt.seed)
@@ -248,12 +250,15 @@ def run_grid(
                 bar.update()
                 continue
             t0 = time.perf_counter()
+            images.reset()
+            images.set_postfix_str("programming")
             instance = program_chip(network, cfg, pt.seed)
             if cfg.retention.time_s > 0:  # the base chip's read time
                 instance = age(instance, cfg.retention.time_s, pt.seed)
+            images.set_postfix_str("calibrating and simulating")
             res = simulate(
                 network, instance, test_x, labels=test_y, seed=pt.seed, config=cfg,
-                calibration=calibration_x,
+                calibration=calibration_x, progress=lambda n: images.update(n - images.n),
             )
             rec = {
                 "key": key,

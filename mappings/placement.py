@@ -23,7 +23,7 @@ Methods (``METHODS``):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
@@ -525,11 +525,13 @@ def placement_report(
     grid: tuple[int, int],
     seed: int | np.random.Generator,
     methods: Sequence[str] = ("sequential", "random", "annealing"),
+    progress: Callable[[str], None] | None = None,
     **options,
 ) -> PlacementReport:
     """Place with each method, each from its own stream of ``seed``
     (:func:`placement_rng`; a Generator gives one seed drawn before any method runs);
-    ``options`` go to annealing."""
+    ``options`` go to annealing. ``progress(method)`` is called after each method's placement
+    is done."""
     t = _check_traffic(traffic)
     g = _check_grid(grid)
     methods = tuple(methods)
@@ -540,9 +542,11 @@ def placement_report(
         raise PlacementError(f"unknown placement method(s) {unknown}; valid: {list(METHODS)}")
     if isinstance(seed, np.random.Generator):
         seed = int(seed.integers(0, 1 << 63))
-    placements = {
-        m: place_seeded(t, g, m, seed, **(options if m == "annealing" else {})) for m in methods
-    }
+    placements = {}
+    for m in methods:
+        placements[m] = place_seeded(t, g, m, seed, **(options if m == "annealing" else {}))
+        if progress is not None:
+            progress(m)
     off_diag = float(t.sum() - np.trace(t))
     return PlacementReport(
         grid=g,

@@ -9,6 +9,7 @@ geometry, with partial sums between row tiles (:func:`mappings.tiling.plan_dense
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mappings.checks import check_seed
@@ -262,13 +263,19 @@ def compare_with_dense(network, config: ChipConfig, plan: ChipPlan | None = None
 
 
 def map_network(
-    network, config: ChipConfig, *, seed: int, placement: str | None = None
+    network,
+    config: ChipConfig,
+    *,
+    seed: int,
+    placement: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> MappingReport:
     """Tile ``network`` onto the chip, check it fits, count devices and traffic, and place it
     (sequential, random, annealing and the configured method, all from ``seed``).
 
     ``placement`` overrides ``config.mapping.placement``. Raises ChipConfigError when the
     network does not fit or the encoding cannot map it, PlacementError for a bad seed.
+    ``progress(step)`` is called after tiling (``"tiling"``) and after each placement method.
     """
     seed = check_seed(seed, "placement seed", PlacementError)
     if placement is not None and placement != config.mapping.placement:
@@ -283,10 +290,14 @@ def map_network(
         )
     plan = plan_for_chip(network, config)
     totals, per_layer = count_devices(network, config)
+    if progress is not None:
+        progress("tiling")
     method = config.mapping.placement
     methods = COMPARED_PLACEMENTS + (() if method in COMPARED_PLACEMENTS else (method,))
     # placement cost: the bits on the wires, headers included, from the mapping's flows
-    report = placement_report(plan.flows.core_matrix(header=True), config.grid, int(seed), methods)
+    report = placement_report(
+        plan.flows.core_matrix(header=True), config.grid, int(seed), methods, progress=progress
+    )
     from sim.chipnet.estimate import estimate_chip
 
     estimate = estimate_chip(

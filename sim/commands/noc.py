@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from sim.commands import CommandError, CommandResult
+from sim.commands.common import add_seed_argument
 
 HELP = "simulate the packet network (mesh of VC routers) under synthetic traffic"
 
@@ -71,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--warmup", type=int, default=None, help="warm-up cycles (3000; N/4 with --cycles N)"
     )
     parser.add_argument("--measure", type=int, default=5000, help="measured window (5000)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    add_seed_argument(parser, "the synthetic traffic; with NET.h5 the chip programming")
     parser.add_argument(
         "--rates", metavar="LO:HI:STEP", default=None,
         help="sweep the offered load; writes a table and --figure",

@@ -10,7 +10,6 @@ chip's grid unless ``--mesh`` is given.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from sim.commands import CommandError, CommandResult
@@ -69,13 +68,11 @@ def run_network(args: argparse.Namespace, noc_config, mesh) -> CommandResult:
     if args.samples:
         _, x, _ = read_split(args, network, "test")
         samples = x[: args.samples]
-    from tqdm import tqdm
-
     from sim.chipnet.report import STAGES
+    from sim.commands.common import progress_bar
 
     stages = STAGES if args.dense_inferences else STAGES[:-1]
-    bar = tqdm(total=len(stages), unit="stage", file=sys.stderr,
-               disable=getattr(args, "no_progress", False))
+    bar = progress_bar(args, total=len(stages), desc="chip", unit="stage")
 
     def advance(stage: str) -> None:
         if bar.n < stages.index(stage):

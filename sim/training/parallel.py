@@ -64,7 +64,7 @@ class Workers:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: skip queued work
             self._pool = None
 
     def __enter__(self) -> Self:
