@@ -62,11 +62,17 @@ class NocConfig:
     alloc_iters: int = 1
     link_width_bits: int = 128
     header_bits: int = 32
+    multicast: bool = False
     watchdog_cycles: int = 20000
 
     def __post_init__(self) -> None:
         for f in fields(self):
             _check_field(f.name, getattr(self, f.name), f.name)
+        if self.multicast and (self.topology != "mesh" or not self.wait_for_tail_credit):
+            raise NocConfigError(
+                "multicast: tree replication needs topology 'mesh' and wait_for_tail_credit "
+                "(deadlock freedom, see docs/noc.md)"
+            )
         if self.topology == "torus" and self.vcs < 2:
             raise NocConfigError(
                 f"vcs: a torus needs >= 2 virtual channels (dateline classes), got {self.vcs}"
@@ -114,6 +120,7 @@ _RULES: dict[str, tuple[Any, int, int]] = {
     "alloc_iters": ("int", 1, 16),
     "link_width_bits": ("int", 1, 1 << 20),
     "header_bits": ("int", 0, 1 << 20),
+    "multicast": ("bool", 0, 0),
     "watchdog_cycles": ("int", 100, 1 << 30),
 }
 

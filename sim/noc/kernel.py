@@ -39,8 +39,8 @@ HIST = 8192  # latency histogram bins of one cycle; the last bin holds everythin
 
 # --------------------------------------------------------------------- parameter indices (par)
 N_, V_, D_, S_, W_, RC, VA, SA, ST, LINK, CD, WAIT, ROWS, COLS, TORUS, ROUTING = range(16)
-VALLOC, SALLOC, ITERS, MODE, PATTERN, BURST, WARM, MEND, DRAIN, WATCHDOG = range(16, 26)
-N_PAR = 26
+VALLOC, SALLOC, ITERS, MODE, PATTERN, BURST, WARM, MEND, DRAIN, WATCHDOG, MC = range(16, 27)
+N_PAR = 27
 MODE_SYNTH, MODE_TRACE = 0, 1
 
 # --------------------------------------------------------------------- scalar counter indices
@@ -48,8 +48,8 @@ MODE_SYNTH, MODE_TRACE = 0, 1
     C_NOW, C_FLIT_HOPS, C_INJ, C_EJ, C_GEN_PKT, C_TAG_OUT, C_PROGRESS, C_IN_NET, C_FREE,
     C_QUEUED, C_M_GEN_FLITS, C_M_EJ, C_T_DONE, C_T_PKT, C_T_NET, C_T_FLITS, C_T_HOPS,
     C_REL, C_MSG_DONE, C_TASK_DONE, C_CRED, C_RUNNING, C_HEAPED, C_M_INJ, C_T_PKT2,
-    C_BACKLOG_START, C_T_NET2, C_MAXLAT, C_GEN_FLITS, C_T_FLITSUM, C_NEXT_EV,
-) = range(31)
+    C_BACKLOG_START, C_T_NET2, C_MAXLAT, C_GEN_FLITS, C_T_FLITSUM, C_NEXT_EV, C_REPL,
+) = range(32)
 N_CNT = 32
 
 # kernel exit codes
@@ -86,6 +86,10 @@ class KernelState(NamedTuple):
     ihi: np.ndarray
     iovc: np.ndarray
     irdy: np.ndarray
+    imc: np.ndarray  # multicast: bit mask of the head's branch output ports (0 = unicast)
+    ifront: np.ndarray  # multicast: flit index at the buffer front
+    isent: np.ndarray  # multicast: (VC, port) next flit index to send on that branch
+    iovm: np.ndarray  # multicast: (VC, port) output VC of that branch
     # output VCs
     obusy: np.ndarray
     ocred: np.ndarray
@@ -126,6 +130,9 @@ class KernelState(NamedTuple):
     p_hops: np.ndarray
     p_tag: np.ndarray
     p_dent: np.ndarray
+    p_mc: np.ndarray  # 1 for a tree-replicated multicast packet
+    p_dcnt: np.ndarray  # destinations of a multicast packet (entries p_dent ...)
+    p_copies: np.ndarray  # copies still to deliver
     p_next: np.ndarray
     free: np.ndarray
     # synthetic traffic
@@ -258,6 +265,48 @@ def _route(r, src, dst, rows, cols, torus, yx, nv):
     return 0, 0, nv
 
 
+@njit(cache=True)
+def _mc_mask(r, p, k0, cnt, m_dst, rows, cols, yx):
+    """Output ports of a multicast copy at router r that arrived on input port p.
+
+    The copy serves the destinations of its XY (or YX) tree branch: at the source (p = 0) all
+    of them; travelling along the first dimension, those on or beyond this coordinate; along
+    the second, those in this column (row) on or beyond this router. Each destination adds
+    the port its unicast route takes here (0 = eject).
+    """
+    x = r % cols
+    y = r // cols
+    mask = 0
+    for k in range(k0, k0 + cnt):
+        d = m_dst[k]
+        dx = d % cols
+        dy = d // cols
+        if p == 0:
+            keep = True
+        elif not yx:
+            if p == 2:
+                keep = dx >= x
+            elif p == 1:
+                keep = dx <= x
+            elif p == 4:
+                keep = dx == x and dy >= y
+            else:
+                keep = dx == x and dy <= y
+        elif p == 4:
+            keep = dy >= y
+        elif p == 3:
+            keep = dy <= y
+        elif p == 2:
+            keep = dy == y and dx >= x
+        else:
+            keep = dy == y and dx <= x
+        if not keep:
+            continue
+        o, _, _ = _route(r, 0, d, rows, cols, False, yx, 1)
+        mask |= 1 << o
+    return mask
+
+
 # ------------------------------------------------------------------------------- task graph
 # Only :func:`_trace` takes the whole state (each function that does costs seconds of
 # compilation); the helpers it calls take the few arrays they need.
@@ -332,12 +381,16 @@ def _msg_of(m_dptr, k):
 
 @njit(cache=True)
 def _emit(m, c, cnt, m_src, m_dptr, m_dst, m_flits, m_create, m_left, p_src, p_dst, p_size,
-          p_ctime, p_itime, p_hops, p_tag, p_dent, p_next, free, qhead, qtail):
-    """Message m enters its source queue at cycle c: one packet per destination."""
+          p_ctime, p_itime, p_hops, p_tag, p_dent, p_next, free, qhead, qtail, p_mc, p_dcnt,
+          p_copies, multicast):
+    """Message m enters its source queue at cycle c: one packet per destination, or one
+    tree-replicated packet for all of them with ``multicast``."""
     m_create[m] = c
-    m_left[m] = m_dptr[m + 1] - m_dptr[m]
+    ndst = m_dptr[m + 1] - m_dptr[m]
+    m_left[m] = ndst
     src = m_src[m]
-    for k in range(m_dptr[m], m_dptr[m + 1]):
+    mc = multicast and ndst > 1
+    for k in range(m_dptr[m], m_dptr[m] + (1 if mc else ndst)):
         top = cnt[C_FREE] - 1
         cnt[C_FREE] = top
         pk = free[top]
@@ -349,6 +402,9 @@ def _emit(m, c, cnt, m_src, m_dptr, m_dst, m_flits, m_create, m_left, p_src, p_d
         p_hops[pk] = 0
         p_tag[pk] = 1
         p_dent[pk] = k
+        p_mc[pk] = 1 if mc else 0
+        p_dcnt[pk] = ndst if mc else 1
+        p_copies[pk] = ndst if mc else 1
         p_next[pk] = -1
         if qtail[src] >= 0:
             p_next[qtail[src]] = pk
@@ -356,7 +412,7 @@ def _emit(m, c, cnt, m_src, m_dptr, m_dst, m_flits, m_create, m_left, p_src, p_d
             qhead[src] = pk
         qtail[src] = pk
         cnt[C_QUEUED] += 1
-        cnt[C_TAG_OUT] += 1
+        cnt[C_TAG_OUT] += p_copies[pk]
         cnt[C_GEN_FLITS] += m_flits[m]
 
 
@@ -413,7 +469,8 @@ def _trace(s, what, c, arg):
             break
         _emit(m, c, cnt, s.m_src, s.m_dptr, s.m_dst, s.m_flits, s.m_create, s.m_left,
               s.p_src, s.p_dst, s.p_size, s.p_ctime, s.p_itime, s.p_hops, s.p_tag, s.p_dent,
-              s.p_next, s.free, s.qhead, s.qtail)
+              s.p_next, s.free, s.qhead, s.qtail, s.p_mc, s.p_dcnt, s.p_copies,
+              s.par[MC] == 1)
         cnt[C_REL] += 1
     nxt = _NEVER
     if cnt[C_REL] < n_rel:
@@ -436,7 +493,7 @@ def _trace(s, what, c, arg):
                     _emit(s.t_midx[j], c, cnt, s.m_src, s.m_dptr, s.m_dst, s.m_flits,
                           s.m_create, s.m_left, s.p_src, s.p_dst, s.p_size, s.p_ctime,
                           s.p_itime, s.p_hops, s.p_tag, s.p_dent, s.p_next, s.free, s.qhead,
-                          s.qtail)
+                          s.qtail, s.p_mc, s.p_dcnt, s.p_copies, s.par[MC] == 1)
                 finished = -1
             if s.core_run[core] >= 0 or hp_n[core] == 0 or hp_cyc[hp_off[core]] > c:
                 break
@@ -455,6 +512,113 @@ def _trace(s, what, c, arg):
             nxt = min(nxt, hp_cyc[hp_off[core]])
     cnt[C_NEXT_EV] = nxt
     return 0
+
+
+@njit(cache=True)
+def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
+    """Multicast input VC (r, p, v) sends its next flit on branch o; a buffered flit leaves
+    (and its credit goes upstream) once every branch has sent it."""
+    par = s.par
+    cnt = s.cnt
+    nv = par[V_]
+    dep = par[D_]
+    w = par[W_]
+    sp = par[S_]
+    n = par[N_]
+    nrp = n * P
+    q = (r * P + p) * nv + v
+    fi = s.isent[q * P + o]
+    pk = s.bpk[q * dep + _wrap(s.bh[q] + fi - s.ifront[q], dep)]
+    size = s.p_size[pk]
+    ov = s.iovm[q * P + o]
+    oq = (r * P + o) * nv + ov
+    s.ocred[oq] -= 1
+    s.isent[q * P + o] = fi + 1
+    cnt[C_IN_NET] += 1  # one more copy in flight; the buffered original leaves below
+    cnt[C_REPL] += 1
+    if o == 0:
+        ew = r * w + slot_ej
+        s.ev_ej[slot_ej * n + s.ev_ej_n[slot_ej]] = r
+        s.ev_ej_n[slot_ej] += 1
+        s.epk[ew] = pk
+        s.efi[ew] = fi
+        s.evc[ew] = ov
+    else:
+        drp = s.nbr[r, o] * P + OPP[o]
+        lw = drp * w + slot_fly
+        s.ev_ln[slot_fly * nrp + s.ev_ln_n[slot_fly]] = drp
+        s.ev_ln_n[slot_fly] += 1
+        s.lpk[lw] = pk
+        s.lfi[lw] = fi
+        s.lvc[lw] = ov
+    if fi == 0:
+        s.p_hops[pk] += 1
+    cnt[C_FLIT_HOPS] += 1
+    cnt[C_PROGRESS] = c
+    if measuring:
+        s.link_flits[r * P + o] += 1
+    if fi == size - 1 and par[WAIT] == 0:
+        s.obusy[oq] = 0
+    # flits every branch has sent leave the buffer
+    low = size
+    for b in range(P):
+        if (s.imc[q] >> b) & 1:
+            low = min(low, s.isent[q * P + b])
+    while s.ifront[q] < low and s.bn[q] > 0:
+        f = s.ifront[q]
+        s.ifront[q] = f + 1
+        s.bh[q] = _wrap(s.bh[q] + 1, dep)
+        s.bn[q] -= 1
+        s.pocc[r * P + p] -= 1
+        s.occ[r] -= 1
+        cnt[C_IN_NET] -= 1
+        cnt[C_REPL] -= 1
+        tail = f == size - 1
+        cnt[C_CRED] += 1
+        if p == 0:
+            sw = r * w + slot_cd
+            k = s.swn[sw]
+            if k == 0:
+                s.ev_sc[slot_cd * n + s.ev_sc_n[slot_cd]] = r
+                s.ev_sc_n[slot_cd] += 1
+            s.swv[sw * sp + k] = v
+            s.swt[sw * sp + k] = 1 if tail else 0
+            s.swn[sw] = k + 1
+        else:
+            urp = s.nbr[r, p] * P + OPP[p]
+            cw = urp * w + slot_cd
+            k = s.cwn[cw]
+            if k == 0:
+                s.ev_cr[slot_cd * nrp + s.ev_cr_n[slot_cd]] = urp
+                s.ev_cr_n[slot_cd] += 1
+            s.cwv[cw * sp + k] = v
+            s.cwt[cw * sp + k] = 1 if tail else 0
+            s.cwn[cw] = k + 1
+        if tail:
+            s.imc[q] = 0
+            s.ifront[q] = 0
+            if s.bn[q] == 0:
+                s.ist[q] = 0
+            else:
+                npk = s.bpk[q * dep + s.bh[q]]
+                s.ist[q] = 1
+                s.vawait[r] += 1
+                s.irdy[q] = max(c + 1, s.bt[q * dep + s.bh[q]] + par[RC])
+                rows = par[ROWS]
+                cols = par[COLS]
+                yx = par[ROUTING] == 1
+                if s.p_mc[npk] == 1:
+                    s.imc[q] = _mc_mask(r, p, s.p_dent[npk], s.p_dcnt[npk], s.m_dst, rows, cols,
+                                        yx)
+                else:
+                    o2, lo, hi = _route(r, s.p_src[npk], s.p_dst[npk], rows, cols,
+                                        par[TORUS] == 1, yx, nv)
+                    s.iout[q] = o2
+                    s.ilo[q] = lo
+                    s.ihi[q] = hi
+            break
+    if s.bn[q] == 0:
+        s.pvm[r * P + p] &= ~(_ONE << np.uint64(v))
 
 
 # ------------------------------------------------------------------------------- the cycle loop
@@ -477,6 +641,8 @@ def run_cycles(s, c_end):
     nbr = s.nbr
     bpk, bfi, bt, bh, bn = s.bpk, s.bfi, s.bt, s.bh, s.bn
     ist, iout, ilo, ihi, iovc, irdy = s.ist, s.iout, s.ilo, s.ihi, s.iovc, s.irdy
+    imc, ifront, isent, iovm = s.imc, s.ifront, s.isent, s.iovm
+    p_mc, p_dcnt, p_copies, m_dst = s.p_mc, s.p_dcnt, s.p_copies, s.m_dst
     obusy, ocred = s.obusy, s.ocred
     lpk, lfi, lvc, epk, efi, evc = s.lpk, s.lfi, s.lvc, s.epk, s.efi, s.evc
     cwn, cwv, cwt, swn, swv, swt = s.cwn, s.cwv, s.cwt, s.swn, s.swv, s.swt
@@ -624,10 +790,15 @@ def run_cycles(s, c_end):
                     ist[q] = 1
                     vawait[r] += 1
                     irdy[q] = c + rc
-                    o, lo, hi = _route(r, p_src[pk], p_dst[pk], rows, cols, torus, yx, nv)
-                    iout[q] = o
-                    ilo[q] = lo
-                    ihi[q] = hi
+                    if p_mc[pk] == 1:
+                        imc[q] = _mc_mask(r, rp - r * P, p_dent[pk], p_dcnt[pk], m_dst, rows,
+                                          cols, yx)
+                        ifront[q] = 0
+                    else:
+                        o, lo, hi = _route(r, p_src[pk], p_dst[pk], rows, cols, torus, yx, nv)
+                        iout[q] = o
+                        ilo[q] = lo
+                        ihi[q] = hi
             ev_ln_n[slot] = 0
             for ev in range(ev_ej_n[slot]):
                 r = ev_ej[slot * n + ev]
@@ -665,15 +836,26 @@ def run_cycles(s, c_end):
                         cnt[C_T_PKT2] += lat * lat
                         cnt[C_T_NET] += net
                         cnt[C_T_NET2] += net * net
-                        cnt[C_T_HOPS] += p_hops[pk]
+                        if p_mc[pk] == 1:  # this copy's branch of the tree
+                            cnt[C_T_HOPS] += (abs(r % cols - p_src[pk] % cols)
+                                              + abs(r // cols - p_src[pk] // cols) + 1)
+                        else:
+                            cnt[C_T_HOPS] += p_hops[pk]
                         cnt[C_MAXLAT] = max(cnt[C_MAXLAT], lat)
                         h_pkt[min(lat, HIST - 1)] += 1
                         h_net[min(net, HIST - 1)] += 1
                         cnt[C_TAG_OUT] -= 1
+                    kd = p_dent[pk]
+                    if p_mc[pk] == 1:
+                        for kk in range(p_dent[pk], p_dent[pk] + p_dcnt[pk]):
+                            if m_dst[kk] == r:
+                                kd = kk
                     if trace:
-                        _trace(s, TR_DELIVERED, c, p_dent[pk])
-                    free[cnt[C_FREE]] = pk
-                    cnt[C_FREE] += 1
+                        _trace(s, TR_DELIVERED, c, kd)
+                    p_copies[pk] -= 1
+                    if p_copies[pk] == 0:
+                        free[cnt[C_FREE]] = pk
+                        cnt[C_FREE] += 1
             ev_ej_n[slot] = 0
 
         # ---- 3. traffic
@@ -712,6 +894,9 @@ def run_cycles(s, c_end):
                 p_hops[pk] = 0
                 p_tag[pk] = 1 if measuring else 0
                 p_dent[pk] = -1
+                p_mc[pk] = 0
+                p_dcnt[pk] = 1
+                p_copies[pk] = 1
                 p_next[pk] = -1
                 if qtail[r] >= 0:
                     p_next[qtail[r]] = pk
@@ -781,7 +966,30 @@ def run_cycles(s, c_end):
             nreq = 0
             ports = 0
             for i in range(pv if vawait[r] > 0 else 0):
-                if ist[base + i] == 1 and irdy[base + i] <= c:
+                if ist[base + i] == 1 and irdy[base + i] <= c and imc[base + i] != 0:
+                    # multicast head: an output VC on every branch at once, or none
+                    q = base + i
+                    ok = True
+                    for o in range(P):
+                        if (imc[q] >> o) & 1:
+                            iovm[q * P + o] = -1
+                            for j in range(nv):
+                                ov = _wrap(va_a[q] + j, nv)
+                                if obusy[base + o * nv + ov] == 0:
+                                    iovm[q * P + o] = ov
+                                    break
+                            if iovm[q * P + o] < 0:
+                                ok = False
+                    if ok:
+                        for o in range(P):
+                            if (imc[q] >> o) & 1:
+                                obusy[base + o * nv + iovm[q * P + o]] = 1
+                                isent[q * P + o] = 0
+                        va_a[q] = _wrap(va_a[q] + 1, nv)
+                        ist[q] = 2
+                        vawait[r] -= 1
+                        irdy[q] = c + va_d
+                elif ist[base + i] == 1 and irdy[base + i] <= c:
                     reqs[nreq] = i
                     nreq += 1
                     matched[i] = 0
@@ -901,15 +1109,27 @@ def run_cycles(s, c_end):
                     m ^= low
                     v = _DB_IDX[(low * _DEBRUIJN) >> _U58]
                     q = base + p * nv + v
-                    if (ist[q] == 2 and irdy[q] <= c
-                            and ocred[base + iout[q] * nv + iovc[q]] > 0):
+                    if ist[q] != 2 or irdy[q] > c:
+                        continue
+                    bids = 0
+                    if imc[q] == 0:
+                        if ocred[base + iout[q] * nv + iovc[q]] > 0:
+                            bids = 1 << iout[q]
+                    else:
+                        size = p_size[bpk[q * dep + bh[q]]]
+                        for o in range(P):
+                            f = isent[q * P + o]
+                            if ((imc[q] >> o) & 1 and f < size and f < ifront[q] + bn[q]
+                                    and ocred[base + o * nv + iovm[q * P + o]] > 0):
+                                bids |= 1 << o
+                    if bids != 0:
                         e = p * sp + vgrp[v]
                         if mask[e] == 0:
                             elist[nre] = e
                             nre += 1
                             match_e[e] = -1
-                        mask[e] |= 1 << iout[q]
-                        omask |= 1 << iout[q]
+                        mask[e] |= bids
+                        omask |= bids
             if nre == 0:
                 continue
             matched_o = 0
@@ -993,15 +1213,38 @@ def run_cycles(s, c_end):
                 for j in range(n_grp):
                     jj = _wrap(start + j, n_grp)
                     q = base + p * nv + grp + jj * sp
-                    if (ist[q] == 2 and bn[q] > 0 and irdy[q] <= c and iout[q] == o
-                            and ocred[base + o * nv + iovc[q]] > 0):
-                        v = grp + jj * sp
-                        break
+                    if ist[q] != 2 or bn[q] == 0 or irdy[q] > c:
+                        continue
+                    if imc[q] == 0:
+                        if iout[q] == o and ocred[base + o * nv + iovc[q]] > 0:
+                            v = grp + jj * sp
+                            break
+                    else:
+                        f = isent[q * P + o]
+                        if ((imc[q] >> o) & 1 and f < p_size[bpk[q * dep + bh[q]]]
+                                and f < ifront[q] + bn[q]
+                                and ocred[base + o * nv + iovm[q * P + o]] > 0):
+                            v = grp + jj * sp
+                            break
                 if first_e[e] == 0:
                     sa_g[r * P + o] = _wrap(e + 1, pe)
                     sa_a[r * pe + e] = _wrap(o + 1, P)
                     sa_v[r * pe + e] = _wrap(jj + 1, n_grp)
                 q = base + p * nv + v
+                if imc[q] != 0:
+                    # the crossbar input drives every free output that wants the same flit
+                    fi = isent[q * P + o]
+                    branches = 1 << o
+                    for b in range(P):
+                        if (b != o and (imc[q] >> b) & 1 and not (matched_o >> b) & 1
+                                and isent[q * P + b] == fi
+                                and ocred[base + b * nv + iovm[q * P + b]] > 0):
+                            branches |= 1 << b
+                            matched_o |= 1 << b
+                    for b in range(P):
+                        if (branches >> b) & 1:
+                            _mc_send(s, r, p, v, b, c, measuring, slot_fly, slot_ej, slot_cd)
+                    continue
                 slot_b = q * dep + bh[q]
                 pk = bpk[slot_b]
                 fi = bfi[slot_b]
@@ -1066,15 +1309,21 @@ def run_cycles(s, c_end):
                         ist[q] = 0
                     else:
                         # the next packet's head is at the front: VC allocation from c + 1
+                        # the next packet's head is at the front: VC allocation from c + 1
                         npk = bpk[q * dep + bh[q]]
                         ist[q] = 1
                         vawait[r] += 1
-                        ready = bt[q * dep + bh[q]] + rc
-                        irdy[q] = max(c + 1, ready)
-                        o2, lo, hi = _route(r, p_src[npk], p_dst[npk], rows, cols, torus, yx, nv)
-                        iout[q] = o2
-                        ilo[q] = lo
-                        ihi[q] = hi
+                        irdy[q] = max(c + 1, bt[q * dep + bh[q]] + rc)
+                        if p_mc[npk] == 1:
+                            imc[q] = _mc_mask(r, p, p_dent[npk], p_dcnt[npk], m_dst, rows, cols,
+                                              yx)
+                            ifront[q] = 0
+                        else:
+                            o2, lo, hi = _route(r, p_src[npk], p_dst[npk], rows, cols, torus,
+                                                yx, nv)
+                            iout[q] = o2
+                            ilo[q] = lo
+                            ihi[q] = hi
         if measuring:
             for r in range(n):
                 occ_sum[r] += occ[r]

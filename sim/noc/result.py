@@ -43,7 +43,9 @@ class NocResult:
     """Statistics of one run (means over the tagged packets of the measurement window).
 
     Latencies in cycles: packet = creation to tail ejection (source queueing included),
-    network = head injection to tail ejection, flit = packet creation to that flit's ejection.
+    network = head injection to tail ejection, flit = packet creation to that flit's ejection;
+    a multicast packet counts once per destination. Flits are conserved:
+    ``injected_flits + replicated_flits`` = ``ejected_flits`` + flits still in the network.
     Histograms have one-cycle bins; the last bin holds everything longer. Rates are flits per
     node per cycle over the window. ``link_flits[r, port]`` counts flits sent on each output
     port in the window (port 0 = ejection); ``buffer_occupancy[r]`` is the mean number of flits
@@ -77,6 +79,7 @@ class NocResult:
     flit_hops: int
     injected_flits: int
     ejected_flits: int
+    replicated_flits: int = 0
     trace: TraceTiming | None = field(default=None)
 
     @property
@@ -121,6 +124,7 @@ class NocResult:
             "flit_hops": self.flit_hops,
             "injected_flits": self.injected_flits,
             "ejected_flits": self.ejected_flits,
+            "replicated_flits": self.replicated_flits,
         }
 
     def save(self, path: str | Path) -> Path:

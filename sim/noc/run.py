@@ -61,6 +61,7 @@ def _build_state(
     par[K.SALLOC] = ALLOCATORS[config.sw_allocator]
     par[K.ITERS] = config.alloc_iters
     par[K.WATCHDOG] = config.watchdog_cycles
+    par[K.MC] = int(config.multicast)
     par[K.MEND] = np.iinfo(np.int64).max
     gen_prob = np.zeros(3)
     perm = np.zeros(n, i32)
@@ -104,6 +105,8 @@ def _build_state(
         bh=np.zeros(nq, i32), bn=np.zeros(nq, i32), ist=np.zeros(nq, np.int8),
         iout=np.zeros(nq, i32), ilo=np.zeros(nq, i32), ihi=np.zeros(nq, i32),
         iovc=np.zeros(nq, i32), irdy=np.zeros(nq, i64),
+        imc=np.zeros(nq, i32), ifront=np.zeros(nq, i32), isent=np.zeros(nq * K.P, i32),
+        iovm=np.zeros(nq * K.P, i32),
         obusy=np.zeros(nq, np.int8), ocred=np.full(nq, d, i32),
         lpk=np.full(n * K.P * w, -1, i32), lfi=np.zeros(n * K.P * w, i32),
         lvc=np.zeros(n * K.P * w, i32),
@@ -120,6 +123,7 @@ def _build_state(
         p_src=np.zeros(pool, i32), p_dst=np.zeros(pool, i32), p_size=np.ones(pool, i32),
         p_ctime=np.zeros(pool, i64), p_itime=np.zeros(pool, i64), p_hops=np.zeros(pool, i32),
         p_tag=np.zeros(pool, np.int8), p_dent=np.zeros(pool, i64), p_next=np.full(pool, -1, i32),
+        p_mc=np.zeros(pool, np.int8), p_dcnt=np.ones(pool, i32), p_copies=np.ones(pool, i32),
         free=np.arange(pool, dtype=i32)[::-1].copy(),
         rng=rng.integers(0, 2**64, size=n, dtype=np.uint64, endpoint=False),
         gen_prob=gen_prob, perm=perm, hot=hot, hot_frac=hot_frac,
@@ -199,7 +203,7 @@ def _grow(s: K.KernelState) -> K.KernelState:
     cap = s.p_src.shape[0]
     new = {}
     for name in ("p_src", "p_dst", "p_size", "p_ctime", "p_itime", "p_hops", "p_tag",
-                 "p_dent", "p_next"):
+                 "p_dent", "p_next", "p_mc", "p_dcnt", "p_copies"):
         old = getattr(s, name)
         arr = np.zeros(2 * cap, old.dtype)
         arr[:cap] = old
@@ -365,5 +369,6 @@ def _collect(config, s, traffic, seed, window, seconds, saturated, drained) -> N
         buffer_occupancy=s.occ_sum / span,
         packet_latency_hist=s.h_pkt.copy(), network_latency_hist=s.h_net.copy(),
         flit_latency_hist=s.h_flit.copy(), flit_hops=int(c[K.C_FLIT_HOPS]),
-        injected_flits=int(c[K.C_INJ]), ejected_flits=int(c[K.C_EJ]), trace=timing,
+        injected_flits=int(c[K.C_INJ]), ejected_flits=int(c[K.C_EJ]),
+        replicated_flits=int(c[K.C_EJ]) - int(c[K.C_INJ]) + int(c[K.C_IN_NET]), trace=timing,
     )

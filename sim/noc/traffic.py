@@ -255,6 +255,20 @@ class Trace:
             raise NocConfigError(
                 "trace msg_dst_task: a consuming task must run on the destination router"
             )
+        if cfg.multicast:
+            for i in np.flatnonzero(np.diff(ptr) > 1):
+                dsts = self.msg_dst[ptr[i]:ptr[i + 1]]
+                if np.unique(dsts).size != dsts.size:
+                    raise NocConfigError(
+                        f"trace msg_dst: message {i} names a router twice (multicast needs "
+                        "distinct destinations)"
+                    )
+                flits = cfg.packet_flits(int(self.msg_bits[i]))
+                if flits > cfg.buffer_depth:
+                    raise NocConfigError(
+                        f"trace msg_bits[{i}] = {self.msg_bits[i]}: a multicast packet of {flits} "
+                        f"flits must fit one VC buffer (buffer_depth {cfg.buffer_depth})"
+                    )
         counts = np.bincount(dt[cons], minlength=t) if t else np.zeros(0, np.int64)
         bad = np.flatnonzero(counts != self.task_inputs)
         if bad.size:
