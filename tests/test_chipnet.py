@@ -182,7 +182,7 @@ def test_pipelined_throughput_is_bounded_by_the_slowest_core():
     pos = np.stack(np.divmod(np.arange(plan.n_physical_cores), 4), axis=1)
     mvm = int(core_cycles(plan, cfg)[0].max())
     assert mvm == 10 + 16 * 9 + 1
-    trace = build_inference_trace(plan, cfg, pos, n_inferences=12, input_interval=0)
+    trace = build_inference_trace(plan, cfg, pos, n_inferences=40, input_interval=0)
     bound, what = throughput_bound(trace, zero_load_of(noc_config_for(cfg.grid)))
     assert bound == mvm and what.startswith("core")
     res = cosimulate(trace, noc_config_for(cfg.grid), clock_mhz=1000.0)
@@ -200,6 +200,12 @@ def test_multicast_trace_has_one_message_per_flow(scr_case):
     multi = build_inference_trace(plan, cfg, pos, n_inferences=2, input_interval=10,
                                   multicast=True)
     flows = plan.flows
+    # through the network: every destination served by the tree, fewer flit-hops than unicast
+    noc = noc_config_for(cfg.grid)
+    r_uni = cosimulate(uni, noc, clock_mhz=1000.0)
+    r_multi = cosimulate(multi, noc, clock_mhz=1000.0)
+    assert np.all(r_multi.timing.dst_deliver >= 0) and np.all(r_multi.timing.task_finish >= 0)
+    assert r_multi.noc.flit_hops < r_uni.noc.flit_hops
     for tr, n in ((uni, flows.n_packets()), (multi, flows.n_flows)):
         per = tr.messages_per_inference
         kinds = tr.msg_kind[:per]

@@ -94,7 +94,6 @@ def test_dense_network_runs_with_partial_sums(capsys, files):
     (["--interval", "-1"], "--interval must be an integer >= 0"),
     (["--mesh", "2x2"], r"has 4 routers|outside the 2x2 mesh"),
     (["--rates", "0.1:0.2:0.1"], "--rates sweeps synthetic traffic"),
-    (["--multicast"], "multicast"),
     (["--vcs", "0"], "--vcs"),
 ])
 def test_errors_name_the_flag(capsys, files, extra, match):
@@ -129,3 +128,19 @@ def test_map_prints_the_chip_estimate(capsys, files):
     e = est["energy"]
     assert sum(e["pj_per_inference"].values()) == pytest.approx(e["total_pj_per_inference"])
     assert est["area"]["chip_mm2"] > 0
+
+
+def test_multicast_run(capsys, files):
+    d, net = files
+    rc, out = _run(capsys, ["noc", str(d / "net.h5"), "--chip", str(d / "single.toml"),
+                            "--inferences", "3", "--samples", "0", "--dense-inferences", "1",
+                            "--multicast", "--json"])
+    assert rc == 0, out.err
+    data = json.loads(out.out)
+    from sim.chip.config import load_chip_config, plan_for_chip
+
+    plan = plan_for_chip(net, load_chip_config(d / "single.toml"))
+    inter = plan.flows.inter_core
+    assert data["cosim"]["multicast"] is True
+    assert data["packets"] == inter.n_packets(multicast=True) == inter.n_flows
+    assert data["bits"] == inter.bits(multicast=True)
