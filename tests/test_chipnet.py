@@ -206,6 +206,11 @@ def test_multicast_trace_has_one_message_per_flow(scr_case):
     r_multi = cosimulate(multi, noc, clock_mhz=1000.0)
     assert np.all(r_multi.timing.dst_deliver >= 0) and np.all(r_multi.timing.task_finish >= 0)
     assert r_multi.noc.flit_hops < r_uni.noc.flit_hops
+    # the analytic XY trees are the links the replicated flits took (2 inferences)
+    links = link_flits(multi, zero_load_of(noc))
+    sim_links = np.asarray(r_multi.noc.link_flits).reshape(4, 4, 5)
+    for port, name in enumerate(("eject", "east", "west", "north", "south")):
+        np.testing.assert_array_equal(2 * links[name], sim_links[..., port])
     for tr, n in ((uni, flows.n_packets()), (multi, flows.n_flows)):
         per = tr.messages_per_inference
         kinds = tr.msg_kind[:per]
