@@ -15,6 +15,10 @@ router does in cycle ``c`` is visible to another router before cycle ``c + 1``):
    granted in cycle ``c`` reaches the next router at ``c + sa + st + link`` and its buffer
    slot's credit reaches the upstream router at ``c + credit_delay``.
 
+Everything the kernel compiles lives in this one file on purpose: Numba's on-disk cache
+only checks the file of the cached function, so a kernel spread over modules could silently
+run a stale copy of a changed helper.
+
 Indices: input VC ``q = (r * 5 + port) * V + vc``, its buffer slots ``q * D + i``; output VCs use
 the same layout with the output port. Delayed events (flits on links, credits) sit in wheels
 indexed by ``cycle % W``. Random numbers: one splitmix64 stream per node, seeded from the
@@ -149,6 +153,7 @@ class KernelState(NamedTuple):
     pocc: np.ndarray  # flits buffered per input port now
     vawait: np.ndarray  # input VCs waiting for VC allocation per router
     pvm: np.ndarray  # uint64 bit mask of the non-empty VCs of each input port
+    vwm: np.ndarray  # uint64 bit mask of the VCs of each input port whose head waits for VA
     # events per wheel slot: link arrivals (router*5+port), ejections (router), credits to
     # output ports (router*5+port) and to sources (router)
     ev_ln: np.ndarray
@@ -603,6 +608,7 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
                 npk = s.bpk[q * dep + s.bh[q]]
                 s.ist[q] = 1
                 s.vawait[r] += 1
+                s.vwm[r * P + p] |= _ONE << np.uint64(v)
                 s.irdy[q] = max(c + 1, s.bt[q * dep + s.bh[q]] + par[RC])
                 rows = par[ROWS]
                 cols = par[COLS]
@@ -654,7 +660,7 @@ def run_cycles(s, c_end):
     rng, gen_prob, perm, hot, hot_frac = s.rng, s.gen_prob, s.perm, s.hot, s.hot_frac
     burst_on = s.burst_on
     acc, occ, occ_sum, link_flits = s.acc, s.occ, s.occ_sum, s.link_flits
-    pocc, vawait, pvm = s.pocc, s.vawait, s.pvm
+    pocc, vawait, pvm, vwm = s.pocc, s.vawait, s.pvm, s.vwm
     ev_ln, ev_ln_n, ev_ej, ev_ej_n = s.ev_ln, s.ev_ln_n, s.ev_ej, s.ev_ej_n
     ev_cr, ev_cr_n, ev_sc, ev_sc_n = s.ev_cr, s.ev_cr_n, s.ev_sc, s.ev_sc_n
     h_pkt, h_net, h_flit = s.h_pkt, s.h_net, s.h_flit
@@ -789,6 +795,7 @@ def run_cycles(s, c_end):
                     # a head at an idle VC: route now (lookahead), VC allocation from c + rc
                     ist[q] = 1
                     vawait[r] += 1
+                    vwm[rp] |= _ONE << np.uint64(v)
                     irdy[q] = c + rc
                     if p_mc[pk] == 1:
                         imc[q] = _mc_mask(r, rp - r * P, p_dent[pk], p_dcnt[pk], m_dst, rows,
@@ -965,35 +972,42 @@ def run_cycles(s, c_end):
             # -- VC allocation: heads waiting for an output VC on their route
             nreq = 0
             ports = 0
-            for i in range(pv if vawait[r] > 0 else 0):
-                if ist[base + i] == 1 and irdy[base + i] <= c and imc[base + i] != 0:
-                    # multicast head: an output VC on every branch at once, or none
-                    q = base + i
-                    ok = True
-                    for o in range(P):
-                        if (imc[q] >> o) & 1:
-                            iovm[q * P + o] = -1
-                            for j in range(nv):
-                                ov = _wrap(va_a[q] + j, nv)
-                                if obusy[base + o * nv + ov] == 0:
-                                    iovm[q * P + o] = ov
-                                    break
-                            if iovm[q * P + o] < 0:
-                                ok = False
-                    if ok:
+            for pp in range(P if vawait[r] > 0 else 0):
+                mw = vwm[r * P + pp]
+                while mw != 0:
+                    # the VCs of this port whose head waits, lowest first
+                    low = mw & (~mw + _ONE)
+                    mw ^= low
+                    i = pp * nv + _DB_IDX[(low * _DEBRUIJN) >> _U58]
+                    if ist[base + i] == 1 and irdy[base + i] <= c and imc[base + i] != 0:
+                        # multicast head: an output VC on every branch at once, or none
+                        q = base + i
+                        ok = True
                         for o in range(P):
                             if (imc[q] >> o) & 1:
-                                obusy[base + o * nv + iovm[q * P + o]] = 1
-                                isent[q * P + o] = 0
-                        va_a[q] = _wrap(va_a[q] + 1, nv)
-                        ist[q] = 2
-                        vawait[r] -= 1
-                        irdy[q] = c + va_d
-                elif ist[base + i] == 1 and irdy[base + i] <= c:
-                    reqs[nreq] = i
-                    nreq += 1
-                    matched[i] = 0
-                    ports |= 1 << iout[base + i]
+                                iovm[q * P + o] = -1
+                                for j in range(nv):
+                                    ov = _wrap(va_a[q] + j, nv)
+                                    if obusy[base + o * nv + ov] == 0:
+                                        iovm[q * P + o] = ov
+                                        break
+                                if iovm[q * P + o] < 0:
+                                    ok = False
+                        if ok:
+                            for o in range(P):
+                                if (imc[q] >> o) & 1:
+                                    obusy[base + o * nv + iovm[q * P + o]] = 1
+                                    isent[q * P + o] = 0
+                            va_a[q] = _wrap(va_a[q] + 1, nv)
+                            ist[q] = 2
+                            vawait[r] -= 1
+                            vwm[r * P + pp] &= ~low
+                            irdy[q] = c + va_d
+                    elif ist[base + i] == 1 and irdy[base + i] <= c:
+                        reqs[nreq] = i
+                        nreq += 1
+                        matched[i] = 0
+                        ports |= 1 << iout[base + i]
             for it in range(iters if nreq > 0 else 0):
                 if va_islip:
                     # requesters grouped by output port (in input order)
@@ -1048,6 +1062,7 @@ def run_cycles(s, c_end):
                         iovc[q] = ov
                         ist[q] = 2
                         vawait[r] -= 1
+                        vwm[r * P + i // nv] &= ~(_ONE << np.uint64(i % nv))
                         irdy[q] = c + va_d
                         matched[i] = 1
                         if it == 0:
@@ -1091,6 +1106,7 @@ def run_cycles(s, c_end):
                         iovc[qb] = ov
                         ist[qb] = 2
                         vawait[r] -= 1
+                        vwm[r * P + best // nv] &= ~(_ONE << np.uint64(best % nv))
                         irdy[qb] = c + va_d
                         matched[best] = 1
                         if it == 0:
@@ -1313,6 +1329,7 @@ def run_cycles(s, c_end):
                         npk = bpk[q * dep + bh[q]]
                         ist[q] = 1
                         vawait[r] += 1
+                        vwm[r * P + p] |= _ONE << np.uint64(v)
                         irdy[q] = max(c + 1, bt[q * dep + bh[q]] + rc)
                         if p_mc[npk] == 1:
                             imc[q] = _mc_mask(r, p, p_dent[npk], p_dcnt[npk], m_dst, rows, cols,
