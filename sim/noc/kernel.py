@@ -50,10 +50,10 @@ MODE_SYNTH, MODE_TRACE = 0, 1
 # --------------------------------------------------------------------- scalar counter indices
 (
     C_NOW, C_FLIT_HOPS, C_INJ, C_EJ, C_GEN_PKT, C_TAG_OUT, C_PROGRESS, C_IN_NET, C_FREE,
-    C_QUEUED, C_M_GEN_FLITS, C_M_EJ, C_T_DONE, C_T_PKT, C_T_NET, C_T_FLITS, C_T_HOPS,
-    C_REL, C_MSG_DONE, C_TASK_DONE, C_CRED, C_RUNNING, C_HEAPED, C_M_INJ, C_T_PKT2,
-    C_BACKLOG_START, C_T_NET2, C_MAXLAT, C_GEN_FLITS, C_T_FLITSUM, C_NEXT_EV, C_REPL,
-) = range(32)
+    C_QUEUED, C_M_GEN_FLITS, C_T_DONE, C_T_PKT, C_T_NET, C_T_FLITS, C_T_HOPS,
+    C_REL, C_MSG_DONE, C_TASK_DONE, C_CRED, C_RUNNING, C_HEAPED, C_T_PKT2,
+    C_T_NET2, C_MAXLAT, C_GEN_FLITS, C_T_FLITSUM, C_NEXT_EV, C_REPL,
+) = range(29)
 N_CNT = 32
 
 # kernel exit codes
@@ -150,7 +150,6 @@ class KernelState(NamedTuple):
     # statistics
     acc: np.ndarray  # ejected flits per node in the window
     occ: np.ndarray  # flits buffered per router now
-    pocc: np.ndarray  # flits buffered per input port now
     vawait: np.ndarray  # input VCs waiting for VC allocation per router
     pvm: np.ndarray  # uint64 bit mask of the non-empty VCs of each input port
     vwm: np.ndarray  # uint64 bit mask of the VCs of each input port whose head waits for VA
@@ -574,7 +573,6 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
         s.ifront[q] = f + 1
         s.bh[q] = _wrap(s.bh[q] + 1, dep)
         s.bn[q] -= 1
-        s.pocc[r * P + p] -= 1
         s.occ[r] -= 1
         cnt[C_IN_NET] -= 1
         cnt[C_REPL] -= 1
@@ -660,7 +658,7 @@ def run_cycles(s, c_end):
     rng, gen_prob, perm, hot, hot_frac = s.rng, s.gen_prob, s.perm, s.hot, s.hot_frac
     burst_on = s.burst_on
     acc, occ, occ_sum, link_flits = s.acc, s.occ, s.occ_sum, s.link_flits
-    pocc, vawait, pvm, vwm = s.pocc, s.vawait, s.pvm, s.vwm
+    vawait, pvm, vwm = s.vawait, s.pvm, s.vwm
     ev_ln, ev_ln_n, ev_ej, ev_ej_n = s.ev_ln, s.ev_ln_n, s.ev_ej, s.ev_ej_n
     ev_cr, ev_cr_n, ev_sc, ev_sc_n = s.ev_cr, s.ev_cr_n, s.ev_sc, s.ev_sc_n
     h_pkt, h_net, h_flit = s.h_pkt, s.h_net, s.h_flit
@@ -789,7 +787,6 @@ def run_cycles(s, c_end):
                 bfi[pos] = lfi[lw]
                 bt[pos] = c
                 bn[q] += 1
-                pocc[rp] += 1
                 occ[r] += 1
                 if ist[q] == 0:
                     # a head at an idle VC: route now (lookahead), VC allocation from c + rc
@@ -818,7 +815,6 @@ def run_cycles(s, c_end):
                 cnt[C_PROGRESS] = c
                 if measuring:
                     acc[r] += 1
-                    cnt[C_M_EJ] += 1
                 tagged = p_tag[pk] == 1
                 if tagged:
                     h_flit[min(c - p_ctime[pk], HIST - 1)] += 1
@@ -1268,7 +1264,6 @@ def run_cycles(s, c_end):
                 bn[q] -= 1
                 if bn[q] == 0:
                     pvm[r * P + p] &= ~(_ONE << np.uint64(v))
-                pocc[r * P + p] -= 1
                 occ[r] -= 1
                 ov = iovc[q]
                 oq = base + o * nv + ov

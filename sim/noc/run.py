@@ -129,7 +129,7 @@ def _build_state(
         gen_prob=gen_prob, perm=perm, hot=hot, hot_frac=hot_frac,
         burst_on=np.zeros(n, np.uint8), size_flits=size,
         acc=np.zeros(n, i64), occ=np.zeros(n, i64), occ_sum=np.zeros(n, i64),
-        pocc=np.zeros(n * K.P, i32), vawait=np.zeros(n, i32), pvm=np.zeros(n * K.P, np.uint64),
+        vawait=np.zeros(n, i32), pvm=np.zeros(n * K.P, np.uint64),
         vwm=np.zeros(n * K.P, np.uint64),
         ev_ln=np.zeros(w * n * K.P, i32), ev_ln_n=np.zeros(w, i64),
         ev_ej=np.zeros(w * n, i32), ev_ej_n=np.zeros(w, i64),
