@@ -13,7 +13,9 @@ router does in cycle ``c`` is visible to another router before cycle ``c + 1``):
 4. each source sends at most one flit into its router's local input port;
 5. VC allocation, then switch allocation (separable iSLIP or round-robin) per router; a flit
    granted in cycle ``c`` reaches the next router at ``c + sa + st + link`` and its buffer
-   slot's credit reaches the upstream router at ``c + credit_delay``.
+   slot's credit reaches the upstream router at ``c + st + link + credit_delay``. Multicast
+   heads take a VC on every branch at once; their flits fan out in the crossbar
+   (:func:`_mc_send`).
 
 Everything the kernel compiles lives in this one file on purpose: Numba's on-disk cache
 only checks the file of the cached function, so a kernel spread over modules could silently
@@ -21,7 +23,8 @@ run a stale copy of a changed helper.
 
 Indices: input VC ``q = (r * 5 + port) * V + vc``, its buffer slots ``q * D + i``; output VCs use
 the same layout with the output port. Delayed events (flits on links, credits) sit in wheels
-indexed by ``cycle % W``. Random numbers: one splitmix64 stream per node, seeded from the
+indexed by ``cycle % W``, with per-slot event lists so a cycle only visits what arrives;
+bit masks of non-empty and VA-waiting VCs per input port keep the allocators off idle VCs. Random numbers: one splitmix64 stream per node, seeded from the
 caller's ``numpy.random.Generator``, so results do not depend on anything but config and seed.
 """
 
