@@ -134,3 +134,19 @@ def test_any_trace_delivers_every_copy_exactly_once(seed, rows, cols, vcs, depth
     assert res.ejected_flits == k * flits
     assert res.injected_flits + res.replicated_flits == res.ejected_flits
     assert res.packets == k
+
+
+def test_pipeline_example_runs_and_multicast_helps():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "noc_pipeline.py"
+    spec = importlib.util.spec_from_file_location("noc_pipeline", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    base = ["--mesh", "3x3", "--inferences", "20", "--stages", "4", "--fanout", "4", "--json"]
+    uni = mod.run(base)
+    mc = mod.run([*base, "--multicast"])
+    assert mc["flit_hops"] < uni["flit_hops"]
+    assert mc["inference_latency_mean"] <= uni["inference_latency_mean"]
+    assert len(uni["core_busy_fraction"]) == 4
