@@ -274,13 +274,13 @@ def simulate_noc(
     if not isinstance(config, NocConfig):
         raise TypeError("config must be a NocConfig")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise NocConfigError(f"--seed: expected an integer >= 0, got {seed!r}")
+        raise NocConfigError(f"seed: expected an integer >= 0, got {seed!r}")
     for name, val, lo in (("warmup", warmup, 0), ("measure", measure, 1),
                           ("max_drain", max_drain, 0)):
         if isinstance(val, bool) or not isinstance(val, int) or val < lo:
             raise NocConfigError(f"{name}: expected an integer >= {lo}, got {val!r}")
     if cycles is not None and (not isinstance(cycles, int) or cycles < 1):
-        raise NocConfigError(f"--cycles: expected an integer >= 1, got {cycles!r}")
+        raise NocConfigError(f"cycles: expected an integer >= 1, got {cycles!r}")
     rng = np.random.default_rng(seed)
     is_trace = isinstance(traffic, Trace)
     if not is_trace and not isinstance(traffic, SyntheticTraffic):
