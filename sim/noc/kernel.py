@@ -205,7 +205,7 @@ class KernelState(NamedTuple):
 # ----------------------------------------------------------------------------- small helpers
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _rand(rng, n):
     """Next splitmix64 output of node ``n``'s stream, as a float in [0, 1)."""
     z = rng[n] + _GOLDEN
@@ -216,7 +216,7 @@ def _rand(rng, n):
     return float(z >> _U11) * _INV53
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _wrap(x, m):
     """x mod m for x in [-m, 2m) without a division."""
     if x >= m:
@@ -226,7 +226,7 @@ def _wrap(x, m):
     return x
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _step(a, b, k, wrap):
     """Direction (+1, -1, 0) from coordinate a to b on a line (or ring) of k routers."""
     if a == b:
@@ -237,7 +237,7 @@ def _step(a, b, k, wrap):
     return 1 if b > a else -1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _route(r, src, dst, rows, cols, torus, yx, nv):
     """(output port, first VC, end VC) of a head at router r; dimension order, minimal.
 
@@ -272,7 +272,7 @@ def _route(r, src, dst, rows, cols, torus, yx, nv):
     return 0, 0, nv
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _mc_mask(r, p, k0, cnt, m_dst, rows, cols, yx):
     """Output ports of a multicast copy at router r that arrived on input port p.
 
@@ -322,7 +322,7 @@ TR_CYCLE, TR_DELIVERED, TR_INJECTED, TR_NEXT = range(4)
 _NEVER = np.int64(2**62)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _heap_push(hp_off, hp_n, hp_cyc, hp_task, core, cyc, task):
     """Push task with key (cyc, task) on core's min-heap segment."""
     base = hp_off[core]
@@ -341,7 +341,7 @@ def _heap_push(hp_off, hp_n, hp_cyc, hp_task, core, cyc, task):
     hp_task[base + i] = task
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _heap_pop(hp_off, hp_n, hp_cyc, hp_task, core):
     """Pop the task with the smallest (ready cycle, task index) of core's heap."""
     base = hp_off[core]
@@ -372,7 +372,7 @@ def _heap_pop(hp_off, hp_n, hp_cyc, hp_task, core):
     return top
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _msg_of(m_dptr, k):
     """The message of destination entry k (binary search in the CSR offsets)."""
     lo = 0
@@ -386,7 +386,7 @@ def _msg_of(m_dptr, k):
     return lo
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _emit(m, c, cnt, m_src, m_dptr, m_dst, m_flits, m_create, m_left, p_src, p_dst, p_size,
           p_ctime, p_itime, p_hops, p_tag, p_dent, p_next, free, qhead, qtail, p_mc, p_dcnt,
           p_copies, multicast):
@@ -423,7 +423,7 @@ def _emit(m, c, cnt, m_src, m_dptr, m_dst, m_flits, m_create, m_left, p_src, p_d
         cnt[C_GEN_FLITS] += m_flits[m]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _trace(s, what, c, arg):
     """Task-graph events. TR_CYCLE: release timed messages, finish tasks ending at c, start
     ready tasks on idle cores. TR_DELIVERED: destination entry ``arg`` was delivered.
@@ -521,7 +521,7 @@ def _trace(s, what, c, arg):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
     """Multicast input VC (r, p, v) sends its next flit on branch o; a buffered flit leaves
     (and its credit goes upstream) once every branch has sent it."""
@@ -631,7 +631,7 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
 # ------------------------------------------------------------------------------- the cycle loop
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def run_cycles(s, c_end):
     """Simulate from cycle ``cnt[C_NOW]`` up to ``c_end`` (exclusive); returns an exit code.
 
