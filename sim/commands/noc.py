@@ -187,7 +187,10 @@ def run(args: argparse.Namespace) -> CommandResult:
     if args.rates is None:
         res = results[0]
         if args.out is not None:
-            res.save(args.out)
+            try:
+                res.save(args.out)
+            except OSError as exc:
+                raise CommandError(f"--out: {exc}") from None
         data = res.summary()
         return CommandResult(data=data, text=_report(data))
     rows = [r.summary() for r in results]
