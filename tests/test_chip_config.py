@@ -205,3 +205,38 @@ def test_check_fits():
     other = plan_network(net, 128, 128, "single", activation_bits=8, psum_bits=16)
     with pytest.raises(ChipConfigError, match="plan was made for 128 x 128"):
         check_fits(other, cfg)
+
+
+# ------------------------------------------------------------------------------ [noc] section
+
+
+def test_noc_section_round_trips_and_follows_the_grid():
+    from sim.chip.config import chip_config_from_dict, default_chip_config
+
+    base = default_chip_config()
+    cfg = base.replace(chip={"grid_rows": 4, "grid_cols": 16}, noc={"vcs": 2, "buffer_depth": 4})
+    assert (cfg.noc.rows, cfg.noc.cols) == (4, 16)
+    assert (cfg.noc.vcs, cfg.noc.buffer_depth) == (2, 4)
+    assert chip_config_from_dict(cfg.to_dict()) == cfg
+    assert "rows" not in cfg.to_dict()["noc"]
+
+
+@pytest.mark.parametrize(
+    "table, words",
+    [
+        ({"vcs": 0}, ["[noc] vcs", "1..64"]),
+        ({"rows": 3}, ["[noc] rows", "grid_rows"]),
+        ({"routing": "zz"}, ["[noc] routing", "'xy'"]),
+        ({"bogus": 1}, ["[noc]", "bogus"]),
+        ({"multicast": True, "topology": "torus"}, ["[noc]", "multicast"]),
+    ],
+)
+def test_bad_noc_section_names_file_and_key(table, words):
+    from sim.chip.config import ChipConfigError, chip_config_from_dict
+
+    with pytest.raises(ChipConfigError) as err:
+        chip_config_from_dict({"noc": table}, source="my_chip.toml")
+    msg = str(err.value)
+    assert msg.startswith("my_chip.toml: ")
+    for w in words:
+        assert w in msg

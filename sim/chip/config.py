@@ -10,6 +10,7 @@ Sections (every key optional; see docs/chip_file.md):
 - ``[retention]`` time_s, drift_compensation
 - ``[simulation]`` batch_chunk, calibration_samples
 - ``[costs]`` energy and area constants of :class:`sim.costs.constants.CostConfig`
+- ``[noc]`` the packet network (:class:`sim.noc.config.NocConfig`; its mesh is the ``[chip]`` grid)
 
 Unknown sections or keys, wrong types and out-of-range values raise :class:`ChipConfigError`
 naming the file, the section, the key, the value and what is allowed.
@@ -53,6 +54,7 @@ from mappings.placement import METHODS as PLACEMENT_METHODS
 from mappings.safe_files import atomic_write
 from mappings.tiling import ChipPlan
 from sim.costs.constants import CostConfig
+from sim.noc.config import NocConfig, NocConfigError, noc_config_from_dict
 
 DEFAULT_PRESET = "rram_wan2022"
 DEFAULT_CHIP_RESOURCE = "default_chip.toml"
@@ -130,7 +132,14 @@ class ChipConfig:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     costs: CostConfig = field(default_factory=CostConfig)
+    noc: NocConfig = field(default_factory=NocConfig)
     source: str = field(default="<defaults>", compare=False)
+
+    def __post_init__(self) -> None:
+        # the packet network has one router per core: its mesh is always the [chip] grid
+        if (self.noc.rows, self.noc.cols) != self.chip.grid:
+            grid = self.chip.grid
+            object.__setattr__(self, "noc", self.noc.replace(rows=grid[0], cols=grid[1]))
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -148,6 +157,7 @@ class ChipConfig:
         for name in ("dac", "adc", "mapping", "retention", "simulation", "costs"):
             section = getattr(self, name)
             out[name] = {f.name: getattr(section, f.name) for f in fields(section)}
+        out["noc"] = {k: v for k, v in self.noc.to_dict().items() if k not in _NOC_FROM_GRID}
         return out
 
     def to_toml(self) -> str:
@@ -299,8 +309,9 @@ _SECTION_CLASSES: dict[str, type] = {
     "costs": CostConfig,
 }
 SECTIONS: tuple[str, ...] = (
-    "chip", "device", "dac", "adc", "mapping", "retention", "simulation", "costs",
+    "chip", "device", "dac", "adc", "mapping", "retention", "simulation", "costs", "noc",
 )
+_NOC_FROM_GRID = ("rows", "cols")  # [noc] keys that follow [chip] grid_rows / grid_cols
 
 _SIGMA_RULES = {
     "kind": _Rule(str, choices=SIGMA_KINDS),
@@ -445,6 +456,20 @@ def _device(ctx: _Ctx, d: Any) -> tuple[DeviceModel, str]:
     return device, preset
 
 
+def _noc(ctx: _Ctx, d: Any) -> NocConfig:
+    table = dict(_table(ctx, d, "[noc]"))
+    for key in _NOC_FROM_GRID:
+        if key in table:
+            raise ctx.error(
+                f"[noc] {key}: the packet network has one router per core, so its mesh is "
+                f"[chip] grid_rows x grid_cols; remove {key} from [noc]"
+            )
+    try:
+        return noc_config_from_dict(table, source="[noc]")
+    except NocConfigError as exc:
+        raise ctx.error(str(exc)) from None
+
+
 def chip_config_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> ChipConfig:
     """Validate a parsed chip description (sections as nested dicts) into a ChipConfig."""
     ctx = _Ctx(str(source))
@@ -463,6 +488,8 @@ def chip_config_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> ChipC
             )
         if name == "device":
             kwargs["device"], kwargs["device_preset"] = _device(ctx, value)
+        elif name == "noc":
+            kwargs["noc"] = _noc(ctx, value)
         else:
             kwargs[name] = _section(ctx, name, value)
     config = ChipConfig(**kwargs, source=str(source))
