@@ -826,11 +826,14 @@ def calibrate(
 
 
 def _chunks(start: int, stop: int, chunk: int) -> Iterator[tuple[int, int]]:
-    """Global [a, b) ranges of at most chunk + BLOCK - 1 samples whose inner boundaries are
-    multiples of BLOCK (so that only the shard's ends need padding)."""
+    """Global [a, b) ranges of at most ``chunk`` samples; for chunk >= BLOCK the inner
+    boundaries are multiples of BLOCK, so only the shard's ends need padding."""
     a = start
     while a < stop:
-        b = min(stop, _align_up(a + chunk))
+        b = a + chunk
+        if chunk >= BLOCK:
+            b -= b % BLOCK
+        b = min(stop, b)
         yield a, b
         a = b
 
