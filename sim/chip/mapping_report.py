@@ -75,6 +75,7 @@ class MappingReport:
     seed: int
     baseline: BaselineComparison | None  # None when the network has no ScRRAMBLe layer
     timing: MvmTiming
+    notes: tuple[str, ...] = ()  # encoding consequences worth knowing (see encoding_notes)
 
     @property
     def layers(self) -> tuple[LayerTiling, ...]:
@@ -142,6 +143,7 @@ class MappingReport:
             },
             "baseline": None if self.baseline is None else self.baseline.as_dict(),
             "timing": self.timing.as_dict(),
+            "notes": list(self.notes),
         }
         return out
 
@@ -206,6 +208,7 @@ class MappingReport:
                    else f"this network sends {red:.1f} % less")
             )
         lines.append(self.timing.describe())
+        lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
 
@@ -256,6 +259,40 @@ def compare_with_dense(network, config: ChipConfig, plan: ChipPlan | None = None
     )
 
 
+def encoding_notes(network, config: ChipConfig, plan: ChipPlan) -> tuple[str, ...]:
+    """Consequences of the encoding the numbers above would otherwise hide.
+
+    ``offset`` takes one column of every core for the reference column, so a block exactly
+    as wide as the core (a ScRRAMBLe core of core_cols outputs) needs two column tiles: the
+    note gives the cores and inter-core bits with and without the reference column (the
+    latter: the same tiling with all core_cols columns for weights, as 'single' has).
+    """
+    if config.mapping.encoding != "offset":
+        return ()
+    c = config.chip
+    plain = layer_tilings(network, c.core_rows, c.core_cols, "single")
+    split = [
+        (t, p) for t, p in zip(plan.layers, plain) if t.col_tiles > p.col_tiles
+    ]
+    if not split:
+        return ()
+    without = plan_for_chip(network, config.replace(mapping={"encoding": "single"}), check=False)
+    layers = ", ".join(
+        f"layer {t.layer} ({t.n_blocks} x {t.block_out}-wide blocks: {t.col_tiles} column "
+        f"tiles each instead of {p.col_tiles})"
+        for t, p in split
+    )
+    return (
+        f"encoding 'offset' keeps one column of every {c.core_cols}-column core for the "
+        f"reference, leaving {c.core_cols - 1} for weights, so {layers}: "
+        f"{plan.n_physical_cores} cores instead of {without.n_physical_cores} and "
+        f"{plan.inter_core_bits:,} inter-core bits instead of {without.inter_core_bits:,} "
+        f"(+{100 * (plan.inter_core_bits / max(without.inter_core_bits, 1) - 1):.0f} %). "
+        f"Blocks of at most {c.core_cols - 1} outputs, or encoding 'single' / "
+        f"'differential', avoid the split.",
+    )
+
+
 def map_network(
     network, config: ChipConfig, *, seed: int, placement: str | None = None
 ) -> MappingReport:
@@ -294,4 +331,5 @@ def map_network(
         seed=int(seed),
         baseline=compare_with_dense(network, config, plan),
         timing=mvm_timing(config, len(network.layers)),
+        notes=encoding_notes(network, config, plan),
     )
