@@ -282,15 +282,16 @@ def encoding_notes(network, config: ChipConfig, plan: ChipPlan) -> tuple[str, ..
         f"tiles each instead of {p.col_tiles})"
         for t, p in split
     )
-    return (
+    note = (
         f"encoding 'offset' keeps one column of every {c.core_cols}-column core for the "
         f"reference, leaving {c.core_cols - 1} for weights, so {layers}: "
         f"{plan.n_physical_cores} cores instead of {without.n_physical_cores} and "
         f"{plan.inter_core_bits:,} inter-core bits instead of {without.inter_core_bits:,} "
         f"(+{100 * (plan.inter_core_bits / max(without.inter_core_bits, 1) - 1):.0f} %). "
         f"Blocks of at most {c.core_cols - 1} outputs, or encoding 'single' / "
-        f"'differential', avoid the split.",
+        f"'differential', avoid the split."
     )
+    return (note,)
 
 
 def map_network(
