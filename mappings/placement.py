@@ -6,8 +6,9 @@ from core i to core j crosses ``|r_i - r_j| + |c_i - c_j|`` links; the cost of a
 
     bit_hops = sum_ij traffic[i, j] * manhattan(pos_i, pos_j)
 
-which is proportional to the network's dynamic energy (energy per bit per hop: see
-/work/shared/reference/devices_and_costs.md, ISAAC ~0.08 pJ/bit/hop, PUMA ~0.5 pJ/bit/hop).
+which is proportional to the network's dynamic energy (energy per bit per hop: ISAAC, Shafiee
+et al., ISCA 2016, ~0.08 pJ/bit/hop from its 20.74 pJ router per 256-bit transfer; PUMA,
+Ankit et al., ASPLOS 2019, ~0.5 pJ/bit/hop).
 
 Methods (``METHODS``):
 
