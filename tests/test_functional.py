@@ -184,7 +184,7 @@ def test_constant_sigma_shortcut_equals_full_variance_product(scr_net, images):
     for kind in ("constant", "polynomial"):
         cfg = config("differential", adc=0, device={"read": {"kind": kind, "coeffs": [0.4]}})
         outs.append(chip_outputs(scr_net, cfg, images[:64], seed=3)[2][-1])
-    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-5 * np.abs(outs[1]).max())
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=3e-5 * np.abs(outs[1]).max())
     quiet = chip_outputs(scr_net, config("differential", adc=0), images[:64], seed=3)[2][-1]
     assert rel(outs[0], quiet) > 1e-3  # and the noise is really there
 
@@ -233,7 +233,7 @@ def test_shards_and_chunks_give_identical_predictions(scr_net):
     np.testing.assert_array_equal(np.concatenate(parts), whole.predictions)
     assert seen[-1] == 10_000 - 3400
     other = simulate(scr_net, inst, x, seed=7, calibration=cal, reference=False,
-                     config=cfg.replace(simulation={"batch_chunk": 777}))
+                     config=cfg.replace(simulation={"batch_chunk": 500}))
     assert other.n_chunks != whole.n_chunks
     np.testing.assert_array_equal(other.predictions, whole.predictions)
     # the noise is real: another seed, or the shards without their offsets, differ

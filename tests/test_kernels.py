@@ -40,33 +40,34 @@ def test_philox_known_answers(counter, key, expected):
 
 
 def test_philox_words_are_blocks_in_counter_order():
-    w = K.philox_words(3, (5, 6), row=7, stream=3, first_block=2)
-    assert w.size == 12  # 3 blocks -> 6 pairs: 6 radius words, then 6 angle words
-    for q in range(3):
-        a, b, c, d = K.philox4x32((2 + q, 7, 3, 0), (5, 6))
-        assert (w[2 * q], w[2 * q + 1], w[6 + 2 * q], w[6 + 2 * q + 1]) == (a, c, b, d)
+    w = K.philox_words(2, (5, 6), row=7, stream=3, first_group=1)
+    per = K.GROUP // 4  # Philox blocks per group of samples
+    assert w.size == 2 * K.GROUP
+    for q in range(2 * per):
+        np.testing.assert_array_equal(w[4 * q : 4 * q + 4],
+                                      K.philox4x32((per + q, 7, 3, 0), (5, 6)))
 
 
 # ----------------------------------------------------------------------------- normals
 
 
 def _box_muller64(words: np.ndarray) -> np.ndarray:
-    """Samples 2p, 2p + 1 from radius word p and angle word npair + p (float64)."""
+    """npair radius words, then npair angle words -> the cos samples, then the sin samples."""
     npair = words.size // 2
     u = (words[:npair].astype(np.float64) + 0.5) * 2.0**-32
     theta = 2 * np.pi * (words[npair:].astype(np.float64) + 0.5) * 2.0**-32
     r = np.sqrt(-2 * np.log(u))
-    out = np.empty(2 * npair)
-    out[0::2], out[1::2] = r * np.cos(theta), r * np.sin(theta)
-    return out
+    return np.concatenate([r * np.cos(theta), r * np.sin(theta)])
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 1000])
 def test_normals_match_float64_box_muller(n):
     z = K.standard_normals((3, n), (11, 12), stream=4)
+    groups = -(-n // K.GROUP)
     for row in range(3):
-        words = K.philox_words((n + 3) // 4, (11, 12), row=row, stream=4)
-        ref = _box_muller64(words)[:n]
+        words = K.philox_words(groups, (11, 12), row=row, stream=4)
+        ref = np.concatenate([_box_muller64(words[g * K.GROUP : (g + 1) * K.GROUP])
+                              for g in range(groups)])[:n]
         np.testing.assert_allclose(z[row], ref, rtol=0, atol=2e-6 * max(1, np.abs(ref).max()))
 
 
@@ -126,8 +127,10 @@ def test_normal_streams_are_independent():
     limit = Z / math.sqrt(200_000)
     for x, y in ((a[0], a[1]), (a[0], b[0]), (a[0], c[0])):
         assert abs(np.corrcoef(x, y)[0, 1]) < limit
-    # the two samples of a pair (cos and sin of one angle) are uncorrelated
-    assert abs(np.corrcoef(a[0, 0::2], a[0, 1::2])[0, 1]) < Z / math.sqrt(100_000)
+    # the two samples of a pair (cos and sin of one angle, half a group apart) are uncorrelated
+    pairs = a[0, : 200_000 - 200_000 % K.GROUP].reshape(-1, K.GROUP)
+    cos, sin = pairs[:, : K.GROUP // 2].ravel(), pairs[:, K.GROUP // 2 :].ravel()
+    assert abs(np.corrcoef(cos, sin)[0, 1]) < Z / math.sqrt(cos.size)
     np.testing.assert_array_equal(a, K.standard_normals((2, 200_000), (1, 2), stream=0))
 
 

@@ -51,7 +51,7 @@ from sim.chip.programming import ChipInstance, LayerDevices, network_fingerprint
 
 SIM_STREAM = 0x53494D00  # spawn-key tags (distinct from programming's layer indices)
 CALIB_STREAM = 0x43414C00
-BLOCK = 64  # samples per BLAS call of the forward pass, aligned to the global sample index
+BLOCK = 256  # samples per BLAS call of the forward pass, aligned to the global sample index
 
 
 class _BlasPin:
@@ -386,6 +386,16 @@ class ChipRunner:
         self._buffers: dict[str, np.ndarray] = {}
         self.states = [self._prepare(i, layer) for i, layer in enumerate(network.layers)]
         self.calibration: Calibration | None = None
+        # seconds per stage of the forward pass when a dict (benchmarks/bench_chip.py)
+        self.stage_seconds: dict[str, float] | None = None
+
+    def _tick(self, stage: str, t0: float) -> float:
+        """Add the time since t0 to ``stage`` (when timing stages); return now."""
+        if self.stage_seconds is None:
+            return 0.0
+        now = time.perf_counter()
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + now - t0
+        return now
 
     @property
     def calibrated(self) -> bool:
@@ -498,7 +508,11 @@ class ChipRunner:
         r1 = opt + has_ref
         nbatch = x.shape[-1]
         blocked = not calibrating
+        timing = self.stage_seconds is not None and not calibrating
+        clock = time.perf_counter() if timing else 0.0
         blocks = self._blocks(st, x)
+        if timing:
+            clock = self._tick("routing", clock)
         if calibrating:
             peak = float(np.max(np.abs(blocks))) if blocks.size else 0.0
             st.x_max = peak if peak > 0 else 1.0
@@ -543,6 +557,8 @@ class ChipRunner:
                 kernels.dac_codes_kernel(blk, st.x_max, inv_step, codes)
             else:
                 kernels.dac_tiles(blk, levels, st.x_max, inv_step, step, xt[None], x2[None], want_sq)
+            if timing:
+                clock = self._tick("dac", clock)
             for c in range(ct):
                 rows = has_ref + min(opt, t.block_out - c * opt)  # real rows of this tile
                 row_base = (b * rt * ct + c) * r1  # counter row = tile id * r1 + column
@@ -564,19 +580,27 @@ class ChipRunner:
                         kernels.dac_plane(codes, plane, xt, x2, want_sq)
                     if st.balance and c == 0:
                         kernels.accumulate_sum(xt, weight, ref_acc[b])
+                    if timing:
+                        clock = self._tick("dac", clock)
                     off = k * size if calibrating else 0
                     cur = cur_buf[off : off + size].reshape(rt, rows, nbatch)
                     self._matmul(g_u, xt, cur, blocked)
+                    if timing:
+                        clock = self._tick("mvm", clock)
                     if want_sq:
                         self._matmul(s2_u, x2, var, blocked)
                     elif noisy:
                         kernels.scaled_energy(xt, st.s2_const, var)
+                    if timing:
+                        clock = self._tick("noise variance", clock)
                     if calibrating:
                         if noisy:
                             kernels.add_read_noise(cur, var, k0, k1, 2 * k, row_base, ct * r1, s0)
                         continue
                     convert(cur, var, noisy, lo_u, hi_u, k, row_base, weight, k, out_rows,
                             ref_row, psum)
+                    if timing:
+                        clock = self._tick("noise + ADC + partial sums", clock)
                 if calibrating:
                     stored = cur_buf[: n_pass * size].reshape(n_pass, rt, rows, nbatch)
                     sample = np.ascontiguousarray(stored.transpose(1, 2, 0, 3)).reshape(
@@ -614,6 +638,8 @@ class ChipRunner:
             acc, ref_acc, st.ref_index, st.out_scale, st.ref_coeff, st.bias, kind, ceiling,
             a_inv, a_step, levels_q, qlo, qhi, qinv, qstep,
         )
+        if timing:
+            self._tick("decode", clock)
         return acc
 
     @staticmethod

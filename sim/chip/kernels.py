@@ -93,12 +93,15 @@ def philox4x32(counter, key) -> np.ndarray:
 #
 # Keying by sample. A row (one column read of one tile, or the calibration of one) has one
 # normal per *global* sample index g, so that any split of a dataset into shards and batch
-# chunks draws the same normal for the same sample. Philox block m of a row, counter
-# (m, row, stream, 0), holds the words of the pairs P = 2m (words 0 and 1) and P = 2m + 1
-# (words 2 and 3); pair P takes its radius word w1 and its angle word w2 and gives the samples
-# g = 2P and g = 2P + 1:
+# chunks draws the same normal for the same sample. Samples come in groups of GROUP = 256
+# (group m: g = 256m .. 256m + 255); group m takes its 128 radius words w1 from the Philox
+# blocks (64m + b, row, stream, 0), b = 0..31, and its 128 angle words w2 from the blocks
+# (64m + 32 + b, row, stream, 0); pair p < 128 gives the samples g = 256m + p and
+# 256m + 128 + p:
 #   L = -2 ln(u), u = (w1 + 1/2) 2^-32, theta = 2 pi (w2 + 1/2) 2^-32,
-#   z_{2P} = sqrt(L) cos(theta), z_{2P+1} = sqrt(L) sin(theta).
+#   z_{256m+p} = sqrt(L) cos(theta), z_{256m+128+p} = sqrt(L) sin(theta).
+# (Each half of a group is one contiguous span of 128 samples with contiguous radius / angle
+# words, so the conversion loops vectorise; the forward pass works in aligned blocks of 256.)
 # ln(u) is computed without cancellation: for u >= 1/2 from q = 1 - u (exact from the integer),
 # for u < 1/2 after exact power-of-two scaling; either way the argument m of the final
 # ln(m) = -2 atanh((1 - m) / (1 + m)) lies in [1/sqrt(2), sqrt(2)), 1 - m is exact (Sterbenz),
@@ -106,37 +109,41 @@ def philox4x32(counter, key) -> np.ndarray:
 # a quadrant (top two bits) and phi in (-pi/4, pi/4) with Taylor series to phi^9 / phi^10
 # (truncation < 3e-9). All results agree with float64 Box-Muller to a few float32 ulps (tested).
 # u = 2^-33 (w1 = 0, probability 2^-32) would cap the radius at 6.8; such pairs extend u with
-# further words of the spare blocks (P, row, stream, a >= 1) (u = (w + 1/2) 2^-64, ...), so
-# the tail is not truncated.
+# further words of the spare blocks (P, row, stream, a >= 1), P = 128m + p the global pair
+# index (u = (w + 1/2) 2^-64, ...), so the tail is not truncated.
 
 _F = np.float32
 _LN2 = np.float32(math.log(2.0))
 _PI_2 = np.float32(math.pi / 2.0)
 _SQRT_HALF = np.float32(math.sqrt(0.5))
 _TWO_M32 = 2.0**-32
+GROUP = 256  # samples per group of normals (128 pairs)
+HALF = 128
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _span(s0, n):
-    """(first Philox block, number of blocks) covering the global samples s0 .. s0 + n - 1."""
-    m0 = s0 // 4
-    return m0, (s0 + n - 1) // 4 - m0 + 1
+def _groups(s0, n):
+    """(first group, number of groups) covering the global samples s0 .. s0 + n - 1."""
+    g0 = s0 // GROUP
+    return g0, (s0 + n - 1) // GROUP - g0 + 1
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _row_words(wbuf, m0, nblk, row, stream, k0, k1):
-    """The words of Philox blocks (m0 + q, row, stream, 0), q < nblk, split into the radius
-    words of pairs 0 .. 2 nblk - 1 (wbuf[:2 nblk]) and their angle words (wbuf[2 nblk:])."""
+def _row_words(wbuf, g0, ng, row, stream, k0, k1):
+    """wbuf[:GROUP ng] = the words of Philox blocks (GROUP / 4 g0 + q, row, stream, 0) in
+    counter order: group g0 + gi's HALF radius words at wbuf[GROUP gi : GROUP gi + HALF], its
+    HALF angle words right after (see the section comment)."""
     r32 = np.uint32(row)
     s32 = np.uint32(stream)
     zero = np.uint32(0)
-    npair = 2 * nblk
-    for q in range(nblk):
-        a, b, c, d = _philox(np.uint32(m0 + q), r32, s32, zero, k0, k1)
-        wbuf[2 * q] = a
-        wbuf[2 * q + 1] = c
-        wbuf[npair + 2 * q] = b
-        wbuf[npair + 2 * q + 1] = d
+    per = GROUP // 4  # Philox blocks per group
+    first = per * g0
+    for q in range(per * ng):
+        a, b, c, d = _philox(np.uint32(first + q), r32, s32, zero, k0, k1)
+        wbuf[4 * q] = a
+        wbuf[4 * q + 1] = b
+        wbuf[4 * q + 2] = c
+        wbuf[4 * q + 3] = d
 
 
 @njit(cache=True, error_model="numpy")
@@ -158,18 +165,19 @@ def _long_radius(pair, row, stream, k0, k1):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _row_polar(lbuf, cbuf, sbuf, wbuf, npair, p0, row, stream, k0, k1):
+def _row_polar(lbuf, cbuf, sbuf, rad, ang, npair, p0, row, stream, k0, k1):
     """For every pair p < npair: lbuf[p] = -2 ln(u), (cbuf[p], sbuf[p]) = (cos, sin)(theta),
-    from the radius words wbuf[:npair] and angle words wbuf[npair:2 npair] (p0: the global
-    index of pair 0, for the tail extension)."""
-    wi = wbuf.view(np.int32)
+    from the radius words rad[p] and angle words ang[p] (uint32; p0: the global index of pair
+    0, for the tail extension)."""
+    wi = rad.view(np.int32)
+    wa = ang.view(np.int32)
     one = _F(1.0)
     half = _F(0.5)
     two = _F(2.0)
     zero = _F(0.0)
     for p in range(npair):  # branch-free, vectorisable
         s1 = wi[p]  # radius word as int32: w1 - 2^32 when w1 >= 2^31
-        s2 = wi[p + npair]
+        s2 = wa[p]
         hi = s1 < 0  # u >= 1/2
         q = np.abs(_F(s1) + half) * _F(_TWO_M32)  # hi: 1 - u; else: u; in (0, 1/2]
         m = q
@@ -234,29 +242,55 @@ def _row_polar(lbuf, cbuf, sbuf, wbuf, npair, p0, row, stream, k0, k1):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
+def _row_polar_for(wbuf, lbuf, cbuf, sbuf, s0, n, row, stream, k0, k1):
+    """Words (wbuf, GROUP per group) and polar parts (lbuf, cbuf, sbuf: HALF pairs per group)
+    of the groups covering samples s0 .. s0 + n - 1; returns the first group g0."""
+    g0, ng = _groups(s0, n)
+    _row_words(wbuf, g0, ng, row, stream, k0, k1)
+    for gi in range(ng):
+        w = GROUP * gi
+        p = HALF * gi
+        _row_polar(lbuf[p : p + HALF], cbuf[p : p + HALF], sbuf[p : p + HALF],
+                   wbuf[w : w + HALF], wbuf[w + HALF : w + GROUP], HALF, HALF * (g0 + gi), row,
+                   stream, k0, k1)
+    return g0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _span_bounds(g0, gi, h, s0, n):
+    """Local [start, stop) of half h of group g0 + gi within samples s0 .. s0 + n - 1, and
+    the index of its first pair in the row's buffers."""
+    a = GROUP * (g0 + gi) + HALF * h - s0  # local index of the half's first sample
+    start = max(a, 0)
+    stop = min(a + HALF, n)
+    return start, stop, HALF * gi + (start - a)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def _row_normals(zbuf, wbuf, lbuf, cbuf, sbuf, s0, n, row, stream, k0, k1):
-    """The normals of (key, stream, row) for the global samples s0 .. s0 + n - 1: they are
-    zbuf[o : o + n] with o = s0 % 4 (the return value). Buffers: wbuf >= 4 nblk words,
-    lbuf / cbuf / sbuf >= 2 nblk, zbuf >= 4 nblk (nblk = :func:`_span`)."""
-    m0, nblk = _span(s0, n)
-    npair = 2 * nblk
-    _row_words(wbuf, m0, nblk, row, stream, k0, k1)
-    _row_polar(lbuf, cbuf, sbuf, wbuf, npair, 2 * m0, row, stream, k0, k1)
-    for p in range(npair):
-        r = np.sqrt(lbuf[p])
-        zbuf[2 * p] = r * cbuf[p]
-        zbuf[2 * p + 1] = r * sbuf[p]
-    return s0 - 4 * m0
+    """zbuf[:n] = the normals of (key, stream, row) for the global samples s0 .. s0 + n - 1.
+    Buffers: wbuf >= GROUP ng words, lbuf / cbuf / sbuf >= HALF ng (ng: groups covered)."""
+    g0 = _row_polar_for(wbuf, lbuf, cbuf, sbuf, s0, n, row, stream, k0, k1)
+    ng = _groups(s0, n)[1]
+    for gi in range(ng):
+        for h in range(2):
+            start, stop, q = _span_bounds(g0, gi, h, s0, n)
+            m = stop - start
+            zz = zbuf[start:stop]
+            ll = lbuf[q : q + m]
+            tt = cbuf[q : q + m] if h == 0 else sbuf[q : q + m]
+            for i in range(m):
+                zz[i] = np.sqrt(ll[i]) * tt[i]
 
 
 def _scratch_len(n: int) -> int:
-    """Length of the per-row scratch for n samples at any offset (whole blocks + 1)."""
-    return 4 * ((n + 3) // 4 + 1)
+    """Words per row scratch for n samples at any offset (whole groups, one spare)."""
+    return GROUP * ((n + GROUP - 1) // GROUP + 1)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _scratch_len_nb(n):
-    return 4 * ((n + 3) // 4 + 1)
+    return GROUP * ((n + GROUP - 1) // GROUP + 1)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -269,10 +303,7 @@ def _normals_kernel(out, s0, key0, key1, stream):
         lbuf = np.empty(m // 2, np.float32)
         cbuf = np.empty(m // 2, np.float32)
         sbuf = np.empty(m // 2, np.float32)
-        zbuf = np.empty(m, np.float32)
-        o = _row_normals(zbuf, wbuf, lbuf, cbuf, sbuf, s0, n, r, stream, k0, k1)
-        for s in range(n):
-            out[r, s] = zbuf[o + s]
+        _row_normals(out[r], wbuf, lbuf, cbuf, sbuf, s0, n, r, stream, k0, k1)
 
 
 def standard_normals(
@@ -290,12 +321,12 @@ def standard_normals(
     return out
 
 
-def philox_words(n_blocks: int, key: tuple[int, int], row: int = 0, stream: int = 0,
-                 first_block: int = 0) -> np.ndarray:
-    """The uint32 words the kernels use for Philox blocks first_block .. + n_blocks - 1 of a
-    row (for tests): the radius words of the 2 n_blocks pairs, then their angle words."""
-    out = np.empty(4 * int(n_blocks), np.uint32)
-    _words_kernel(out, int(first_block), int(n_blocks), row, stream, np.uint32(key[0]),
+def philox_words(n_groups: int, key: tuple[int, int], row: int = 0, stream: int = 0,
+                 first_group: int = 0) -> np.ndarray:
+    """The uint32 words the kernels use for sample groups first_group .. + n_groups - 1 of a
+    row (for tests), 64 per group: the group's 32 radius words, then its 32 angle words."""
+    out = np.empty(GROUP * int(n_groups), np.uint32)
+    _words_kernel(out, int(first_group), int(n_groups), row, stream, np.uint32(key[0]),
                   np.uint32(key[1]))
     return out
 
@@ -305,8 +336,9 @@ def normals_from_words(
     first_pair: int = 0,
 ) -> np.ndarray:
     """The 2 npair float32 normals the kernels make from npair radius words followed by npair
-    angle words (for tests), in sample order; key, row, stream and first_pair only matter for
-    a zero radius word (the tail extension)."""
+    angle words (for tests): the cos samples of the pairs, then their sin samples (the order
+    within one group); key, row, stream and first_pair only matter for a zero radius word
+    (the tail extension)."""
     w = np.ascontiguousarray(words, dtype=np.uint32)
     if w.size % 2:
         raise ValueError("words must hold npair radius words and npair angle words")
@@ -318,8 +350,8 @@ def normals_from_words(
 
 
 @njit(cache=True, error_model="numpy")
-def _words_kernel(out, m0, nblk, row, stream, k0, k1):
-    _row_words(out, m0, nblk, row, stream, k0, k1)
+def _words_kernel(out, g0, ng, row, stream, k0, k1):
+    _row_words(out, g0, ng, row, stream, k0, k1)
 
 
 @njit(cache=True, error_model="numpy")
@@ -327,11 +359,12 @@ def _normals_from_words_kernel(out, wbuf, npair, p0, row, stream, k0, k1):
     lbuf = np.empty(npair, np.float32)
     cbuf = np.empty(npair, np.float32)
     sbuf = np.empty(npair, np.float32)
-    _row_polar(lbuf, cbuf, sbuf, wbuf, npair, p0, row, stream, k0, k1)
+    _row_polar(lbuf, cbuf, sbuf, wbuf[:npair], wbuf[npair : 2 * npair], npair, p0, row, stream,
+               k0, k1)
     for p in range(npair):
         r = np.sqrt(lbuf[p])
-        out[2 * p] = r * cbuf[p]
-        out[2 * p + 1] = r * sbuf[p]
+        out[p] = r * cbuf[p]
+        out[npair + p] = r * sbuf[p]
 
 
 # ----------------------------------------------------------------------------- DAC
@@ -468,45 +501,88 @@ def add_read_noise(currents, variance, key0, key1, stream, row_base, row_stride,
         lbuf = np.empty(m // 2, np.float32)
         cbuf = np.empty(m // 2, np.float32)
         sbuf = np.empty(m // 2, np.float32)
-        zbuf = np.empty(m, np.float32)
-        o = _row_normals(zbuf, wbuf, lbuf, cbuf, sbuf, s0, nbatch,
-                         row_base + r * row_stride + j, stream, k0, k1)
+        zbuf = np.empty(nbatch, np.float32)
+        _row_normals(zbuf, wbuf, lbuf, cbuf, sbuf, s0, nbatch,
+                     row_base + r * row_stride + j, stream, k0, k1)
         vj = j * var_step
         for s in range(nbatch):
-            currents[r, j, s] += np.sqrt(variance[r, vj, s]) * zbuf[o + s]
+            currents[r, j, s] += np.sqrt(variance[r, vj, s]) * zbuf[s]
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _convert(out, cur, var, use_var, extra, z, o, nbatch, noisy, lo, step, fl, clo, chi, half,
-             collect, pw):
-    """One ADC row: y = cur + sqrt(var + extra) * z[o + s] (noisy), code = clip(rint((y - lo)
-    / step), clo, chi); out[s] += code * step + lo, or (``collect``) out[s] += pw * (code -
-    half) (signed code sums of bit-serial partial sums). fl = 0: ideal ADC, out[s] += y."""
-    zero = _F(0.0)
+def _adc_span(out, cur, var, use_var, extra, lbuf, tbuf, q, start, stop, lo, step, fl, clo,
+              chi, half, collect, pw):
+    """Samples start .. stop - 1 of one ADC row, noisy: y = cur + sqrt((var + extra) * L) *
+    trig (= cur + sqrt(var + extra) * z, one square root), L and trig of pairs q, q + 1, ...;
+    code = clip(rint((y - lo) / step), clo, chi); out += code * step + lo, or (``collect``)
+    out += pw * (code - half). fl = 0: ideal ADC, out += y. (Views keep the loops simple
+    enough to vectorise.)"""
+    m = stop - start
+    o = out[start:stop]
+    c = cur[start:stop]
+    ll = lbuf[q : q + m]
+    tt = tbuf[q : q + m]
+    if use_var:
+        vv = var[start:stop]
+    else:
+        vv = var[:0]
     if fl > 0:
         if collect:
-            for s in range(nbatch):
-                y = cur[s]
-                if noisy:
-                    v = var[s] if use_var else zero
-                    y += np.sqrt(v + extra) * z[o + s]
+            for i in range(m):
+                v = vv[i] + extra if use_var else extra
+                y = c[i] + np.sqrt(v * ll[i]) * tt[i]
                 code = min(max(np.rint((y - lo) / step), clo), chi)
+                o[i] += pw * (np.float64(code) - half)
+        elif use_var:
+            for i in range(m):
+                y = c[i] + np.sqrt((vv[i] + extra) * ll[i]) * tt[i]
+                code = min(max(np.rint((y - lo) / step), clo), chi)
+                o[i] += code * step + lo
+        else:
+            for i in range(m):
+                y = c[i] + np.sqrt(extra * ll[i]) * tt[i]
+                code = min(max(np.rint((y - lo) / step), clo), chi)
+                o[i] += code * step + lo
+    elif use_var:
+        for i in range(m):
+            o[i] += c[i] + np.sqrt((vv[i] + extra) * ll[i]) * tt[i]
+    else:
+        for i in range(m):
+            o[i] += c[i] + np.sqrt(extra * ll[i]) * tt[i]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _adc_quiet(out, cur, n, lo, step, fl, clo, chi, half, collect, pw):
+    """A noise-free ADC row (see :func:`_adc_span`)."""
+    if fl > 0:
+        if collect:
+            for s in range(n):
+                code = min(max(np.rint((cur[s] - lo) / step), clo), chi)
                 out[s] += pw * (np.float64(code) - half)
         else:
-            for s in range(nbatch):
-                y = cur[s]
-                if noisy:
-                    v = var[s] if use_var else zero
-                    y += np.sqrt(v + extra) * z[o + s]
-                code = min(max(np.rint((y - lo) / step), clo), chi)
+            for s in range(n):
+                code = min(max(np.rint((cur[s] - lo) / step), clo), chi)
                 out[s] += code * step + lo
-        return
-    for s in range(nbatch):
-        y = cur[s]
-        if noisy:
-            v = var[s] if use_var else zero
-            y += np.sqrt(v + extra) * z[o + s]
-        out[s] += y
+    else:
+        for s in range(n):
+            out[s] += cur[s]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _adc_row(out, cur, var, noisy, use_var, extra, wbuf, lbuf, cbuf, sbuf, s0, n, row, stream,
+             k0, k1, lo, step, fl, clo, chi, half, collect, pw):
+    """One ADC row of n samples (global s0 ..): noise from the row's groups of normals."""
+    if noisy:
+        g0 = _row_polar_for(wbuf, lbuf, cbuf, sbuf, s0, n, row, stream, k0, k1)
+        for gi in range(_groups(s0, n)[1]):
+            start, stop, q = _span_bounds(g0, gi, 0, s0, n)
+            _adc_span(out, cur, var, use_var, extra, lbuf, cbuf, q, start, stop, lo, step, fl,
+                      clo, chi, half, collect, pw)
+            start, stop, q = _span_bounds(g0, gi, 1, s0, n)
+            _adc_span(out, cur, var, use_var, extra, lbuf, sbuf, q, start, stop, lo, step, fl,
+                      clo, chi, half, collect, pw)
+    else:
+        _adc_quiet(out, cur, n, lo, step, fl, clo, chi, half, collect, pw)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -564,7 +640,7 @@ def adc_accumulate(
     w = np.float32(weight)
     fl = np.float32(levels)
     half = np.float64((levels + 1) // 2)
-    collect = psum.shape[0] > 0
+    collect = psum.shape[0] > 0 and levels > 0
     pw = np.float64(psum_weight)
     m = _scratch_len_nb(nbatch)
     n_jobs = max(1, min(nr, n_jobs))
@@ -573,7 +649,6 @@ def adc_accumulate(
         lbuf = np.empty(m // 2, np.float32)
         cbuf = np.empty(m // 2, np.float32)
         sbuf = np.empty(m // 2, np.float32)
-        zbuf = np.empty(m, np.float32)
         row_sum = np.empty(nbatch, np.float32)
         for j in range(job * nr // n_jobs, (job + 1) * nr // n_jobs):
             row_sum[:] = 0.0
@@ -589,18 +664,17 @@ def adc_accumulate(
                     clo = max(clo, np.float32(half - psum_limit))
                     chi = min(chi, np.float32(half + psum_limit - 1))
                 noisy = use_variance or extra > 0
-                o = 0
-                if noisy:
-                    o = _row_normals(zbuf, wbuf, lbuf, cbuf, sbuf, s0, nbatch,
-                                     row_base + r * row_stride + j, stream, k0, k1)
+                row = row_base + r * row_stride + j
                 var = variance[r, j * var_step]
-                if collect and levels > 0:
-                    _convert(psum[r, j], currents[r, j], var, use_variance, extra, zbuf, o,
-                             nbatch, noisy, lo_v, step, fl, clo, chi, half, True, pw)
+                if collect:
+                    _adc_row(psum[r, j], currents[r, j], var, noisy, use_variance, extra, wbuf,
+                             lbuf, cbuf, sbuf, s0, nbatch, row, stream, k0, k1, lo_v, step, fl,
+                             clo, chi, half, True, pw)
                 else:
-                    _convert(row_sum, currents[r, j], var, use_variance, extra, zbuf, o,
-                             nbatch, noisy, lo_v, step, fl, clo, chi, half, False, pw)
-            if collect and levels > 0:
+                    _adc_row(row_sum, currents[r, j], var, noisy, use_variance, extra, wbuf,
+                             lbuf, cbuf, sbuf, s0, nbatch, row, stream, k0, k1, lo_v, step, fl,
+                             clo, chi, half, False, pw)
+            if collect:
                 continue
             dest = ref_acc if has_ref and j == 0 else acc[j - has_ref]
             for s in range(nbatch):
