@@ -711,20 +711,29 @@ def psum_finish(psum, lo, hi, levels, limit, weight0, weight_sum, has_ref, acc, 
 # ----------------------------------------------------------------------------- routing
 
 
+_ROUTE_SPAN = 512  # values per column piece: all source rows' pieces stay in cache
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def route_slots(x, row_ptr, src, sign, out):
     """ScRRAMBLe routing, digital and exact in a fixed order: out[d] = sum_e sign[e] *
     x[src[e]] over the entries e of destination slot d (row_ptr[d] .. row_ptr[d + 1], sorted
-    by source slot). x (source slots, slot * B), out (destination slots, slot * B)."""
+    by source slot). x (source slots, slot * B), out (destination slots, slot * B). The
+    columns are processed in pieces of _ROUTE_SPAN values, every destination of a piece in
+    turn, so the piece's source values are read from memory once (cache-resident)."""
     nd, n = out.shape
-    for d in prange(nd):
-        for i in range(n):
-            out[d, i] = 0.0
-        for e in range(row_ptr[d], row_ptr[d + 1]):
-            sg = np.float32(sign[e])
-            k = src[e]
-            for i in range(n):
-                out[d, i] += sg * x[k, i]
+    pieces = (n + _ROUTE_SPAN - 1) // _ROUTE_SPAN
+    for job in prange(pieces):
+        a = job * _ROUTE_SPAN
+        b = min(n, a + _ROUTE_SPAN)
+        for d in range(nd):
+            o = out[d, a:b]
+            o[:] = 0.0
+            for e in range(row_ptr[d], row_ptr[d + 1]):
+                sg = np.float32(sign[e])
+                xs = x[src[e], a:b]
+                for i in range(b - a):
+                    o[i] += sg * xs[i]
 
 
 # ----------------------------------------------------------------------------- decode
