@@ -20,7 +20,7 @@ Purity. The result is a function of the network, the instance, the read-time con
 the calibration (a value: :func:`calibrate`, computed once from named calibration samples and
 reusable across read-noise seeds and sample shards) and the read-noise seed. Every read-noise
 normal is keyed by (seed, layer, tile column, DAC pass, *global* sample index), and the analog
-matrix products run in BLAS calls over fixed 64-sample blocks aligned to the global sample
+matrix products run in BLAS calls over fixed 256-sample blocks aligned to the global sample
 index, so a dataset simulated whole, in shards (``sample_offset``) or with another batch chunk
 gives identical predictions. Thread counts are set per call (Numba's is thread-local; BLAS is
 pinned to one thread while any simulation runs, see :class:`_BlasPin`).
