@@ -183,7 +183,7 @@ class SimulationResult:
             "age_s": self.age_s,
             "seed": self.seed,
             "sample_offset": self.sample_offset,
-            "threads": self.threads,
+            "numba_threads": self.threads,
             "calibration_seed": self.calibration_seed,
             "drift_compensation": self.drift_compensation,
             "layers": [dict(d) for d in self.layer_info],
