@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -437,3 +438,18 @@ def test_clipped_devices_are_counted_and_saved(tmp_path, scr_net):
     assert all(d.clipped_fraction == 0.0 for d in ideal.layers)
     back = load_instance(save_instance(wan, tmp_path / "c.h5"), scr_net)
     assert [d.n_clipped for d in back.layers] == [d.n_clipped for d in wan.layers]
+
+
+def test_old_instance_files_with_boolean_compensation_load_as_oracle(tmp_path, scr_net):
+    """Instances saved when drift_compensation was a boolean hold exact (oracle) factors."""
+    cfg = small_config("differential", preset="pcm_joshi2020",
+                       retention={"drift_compensation": "oracle"})
+    aged = age(program_chip(scr_net, cfg, seed=1), 3600.0, seed=3)
+    path = save_instance(aged, tmp_path / "chip.h5")
+    with h5py.File(path, "r+") as f:
+        d = json.loads(f.attrs["chip_config"])
+        d["retention"]["drift_compensation"] = True
+        f.attrs["chip_config"] = json.dumps(d)
+    back = load_instance(path, scr_net)
+    assert back.config.retention.drift_compensation == "oracle"
+    assert [d.compensation for d in back.layers] == [d.compensation for d in aged.layers]

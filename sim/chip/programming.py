@@ -539,7 +539,12 @@ def _read(r: _Reader, network: Network, config: ChipConfig | None) -> ChipInstan
             "shapes differ); program the chip again for this network",
         )
     try:
-        stored = chip_config_from_dict(json.loads(r.attr(f, "chip_config", str)), str(r.path))
+        raw = json.loads(r.attr(f, "chip_config", str))
+        ret = raw.get("retention") if isinstance(raw, dict) else None
+        if isinstance(ret, dict) and ret.get("drift_compensation") is True:
+            # files written before the 'read' estimate stored the exact (oracle) factors
+            ret["drift_compensation"] = "oracle"
+        stored = chip_config_from_dict(raw, str(r.path))
     except (ValueError, TypeError) as exc:
         raise r.error("/ attribute 'chip_config'", f"invalid chip configuration: {exc}") from None
     saved_config = stored
