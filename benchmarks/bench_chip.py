@@ -10,7 +10,8 @@ Two networks, each with --samples random inputs:
 Chip: rram_wan2022 device (programming error) with a G-dependent read noise (sigma = c * G,
 --read-sigma c), 8-bit multilevel DAC, 8-bit ADC, 8-bit activations. The chip simulation is
 timed with and without read noise (same programmed instance otherwise), in the same run as the
-floor, best of --repeats, with the converters calibrated once beforehand (``calibrate``, on
+floor, best of --repeats measured round-robin (floor, noisy, quiet, floor, ...), with the
+converters calibrated once beforehand (``calibrate``, on
 --calibration-samples separate inputs; its time is printed apart). A per-stage breakdown of one
 more noisy run (routing, DAC, analog MVM, read-noise variance, noise + ADC + partial sums,
 decode, the rest) says where the time goes, as multiples of the floor. BLAS (and Numba)
@@ -70,12 +71,15 @@ def chip_config(encoding: str, grid: int, read_sigma: float, chunk: int, calib: 
     return chip_config_from_dict(base, source=f"<bench {encoding}>")
 
 
-def best_of(fn, repeats: int) -> float:
-    best = float("inf")
+def interleaved_best(fns: dict, repeats: int) -> dict:
+    """Best time of every function, measured round-robin (floor, noisy, quiet, floor, ...), so
+    that a burst of load on the shared machine does not hit one of them only."""
+    best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
 
@@ -112,17 +116,15 @@ def bench(name: str, net: Network, x: np.ndarray, encoding: str, grid: int, args
     t_cal = time.perf_counter() - t0
     cal_quiet = calibrate(net, inst_quiet, cal_x, seed=0)
     simulate(net, inst, x[: args.chunk], seed=0, calibration=cal, reference=False)  # JIT warm-up
-    t_floor = min(
-        best_of(lambda: floor_forward(net, x, args.chunk), args.repeats),
-        best_of(lambda: floor_forward(net, x, len(x)), args.repeats),
-    )
-    t_noisy = best_of(
-        lambda: simulate(net, inst, x, seed=0, calibration=cal, reference=False), args.repeats
-    )
-    t_quiet = best_of(
-        lambda: simulate(net, inst_quiet, x, seed=0, calibration=cal_quiet, reference=False),
-        args.repeats,
-    )
+    best = interleaved_best({
+        "floor_chunked": lambda: floor_forward(net, x, args.chunk),
+        "floor_whole": lambda: floor_forward(net, x, len(x)),
+        "noisy": lambda: simulate(net, inst, x, seed=0, calibration=cal, reference=False),
+        "quiet": lambda: simulate(net, inst_quiet, x, seed=0, calibration=cal_quiet,
+                                  reference=False),
+    }, args.repeats)
+    t_floor = min(best["floor_chunked"], best["floor_whole"])
+    t_noisy, t_quiet = best["noisy"], best["quiet"]
     stages = stage_breakdown(net, inst, cfg, cal, x, args.chunk)
     return {
         "network": name,
@@ -142,7 +144,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1, help="BLAS and Numba threads (default 1)")
     p.add_argument("--samples", type=int, default=10_000)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--chunk", type=int, default=2000, help="simulation batch chunk")
     p.add_argument("--calibration-samples", type=int, default=512)
     p.add_argument("--read-sigma", type=float, default=0.02, help="read sigma = c * G (uS)")
