@@ -101,7 +101,7 @@ def philox4x32(counter, key) -> np.ndarray:
 #   L = -2 ln(u), u = (w1 + 1/2) 2^-32, theta = 2 pi (w2 + 1/2) 2^-32,
 #   z_{256m+p} = sqrt(L) cos(theta), z_{256m+128+p} = sqrt(L) sin(theta).
 # (Each half of a group is one contiguous span of 128 samples with contiguous radius / angle
-# words, so the conversion loops vectorise; the forward pass works in aligned blocks of 256.)
+# words, so the conversion loops vectorise; the forward pass works in aligned blocks of 1024.)
 # ln(u) is computed without cancellation: for u >= 1/2 from q = 1 - u (exact from the integer),
 # for u < 1/2 after exact power-of-two scaling; either way the argument m of the final
 # ln(m) = -2 atanh((1 - m) / (1 + m)) lies in [1/sqrt(2), sqrt(2)), 1 - m is exact (Sterbenz),
