@@ -14,7 +14,8 @@ floor, best of --repeats measured round-robin (floor, noisy, quiet, floor, ...),
 converters calibrated once beforehand (``calibrate``, on
 --calibration-samples separate inputs; its time is printed apart). A per-stage breakdown of one
 more noisy run (routing, DAC, analog MVM, read-noise variance, noise + ADC + partial sums,
-decode, the rest) says where the time goes, as multiples of the floor. BLAS (and Numba)
+decode, the rest) says where the time goes: each stage's share of that run, and the same share
+of the noisy / floor ratio (the run itself is not a best-of, so its seconds vary with load). BLAS (and Numba)
 threads are set with threadpoolctl / numba to --threads (default 1) and printed. The last line
 of output is one JSON object.
 
@@ -181,10 +182,14 @@ def main(argv=None) -> int:
               f"{r['noisy_s']:8.3f} {r['no_read_noise_s']:8.3f} {r['ratio_noisy']:11.2f} "
               f"{r['ratio_no_read_noise']:11.2f}")
     for r in rows:
-        print(f"\n{r['network']} ({r['encoding']}), noisy, per stage (x floor): "
-              f"calibration {r['calibration_s']:.3f} s (once, not in the totals)")
+        total = sum(r["stages_s"].values())
+        print(f"\n{r['network']} ({r['encoding']}), noisy, per stage: share of one timed run, "
+              f"and that share of the noisy/floor ratio; calibration {r['calibration_s']:.3f} s "
+              f"(once, not in the totals)")
         for stage, sec in r["stages_s"].items():
-            print(f"  {stage:36s} {sec:7.3f} s  {sec / r['floor_s']:5.2f}x")
+            share = sec / total
+            print(f"  {stage:36s} {sec:7.3f} s  {100 * share:5.1f} %  "
+                  f"{share * r['ratio_noisy']:5.2f}x")
     s, d = rows
     out = {
         "threads": args.threads,
