@@ -214,6 +214,7 @@ def test_same_seed_same_result(scr_net, images):
     assert a.calibration_samples == 128 and a.sample_offset == 0
 
 
+@pytest.mark.slow
 def test_shards_and_chunks_give_identical_predictions(scr_net):
     """Acceptance (issue 9): 10,000 samples simulated whole, in 3 uneven shards (each with its
     sample_offset) and with another batch chunk give identical predictions; the read noise is
