@@ -2,7 +2,8 @@
 
 Per layer and batch chunk (see docs/simulation.md for the full pipeline and the arguments):
 
-1. ScRRAMBLe routing (digital, exact: ``layer.route``); a dense layer's input is its one block.
+1. ScRRAMBLe routing (digital, fixed summation order: :func:`sim.chip.kernels.route_slots`); a
+   dense layer's input is its one block.
 2. Input DAC: multilevel codes (one analog read) or sign-magnitude bit planes (one read per
    plane, shift-and-add after the ADC), with the full scale calibrated per layer.
 3. Analog MVM per tile as BLAS batched matmuls on contiguous float32 arrays:
@@ -12,7 +13,8 @@ Per layer and batch chunk (see docs/simulation.md for the full pipeline and the 
    S2 = sigma_read(G)^2 per device (one more matmul, or a row sum when sigma is constant);
    one normal per ADC conversion, never one per device.
 5. ADC (clip + round, ranges calibrated per tile or column) fused with the noise and the
-   digital partial-sum accumulation over row tiles (:func:`sim.chip.kernels.adc_accumulate`).
+   digital partial-sum accumulation over row tiles (:func:`sim.chip.kernels.adc_accumulate`),
+   partial sums of row tiles r > 0 saturated at ``[mapping] psum_bits``.
 6. Decode: reference subtraction, rescale to weight units, drift compensation, bias,
    activation, activation quantisation (:func:`sim.chip.kernels.decode_outputs`).
 
