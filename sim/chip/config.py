@@ -99,12 +99,31 @@ class MappingConfig:
     balance_correction: bool = True  # 'single': subtract g_zero * digital sum of DAC inputs
 
 
+DRIFT_COMPENSATIONS: tuple[str, ...] = ("read", "oracle", "none")
+# the boolean form of older chip files: true = compensation on (now measured: 'read')
+DRIFT_COMPENSATION_BOOLS: dict[bool, str] = {True: "read", False: "none"}
+
+
 @dataclass(frozen=True)
 class RetentionConfig:
-    """``[retention]``: when the chip is read after programming."""
+    """``[retention]``: when the chip is read after programming, and how the decode
+    compensates the global conductance drift: ``read`` (the factor is measured by reading a
+    known input on the arrays, with read noise and faults; see sim.chip.programming.age),
+    ``oracle`` (the exact, noise-free summed conductances: an idealisation), ``none``. The
+    boolean of older files maps true -> 'read', false -> 'none'."""
 
     time_s: float = 0.0
-    drift_compensation: bool = True
+    drift_compensation: str = "read"
+
+    def __post_init__(self) -> None:
+        mode = self.drift_compensation
+        if isinstance(mode, bool):
+            object.__setattr__(self, "drift_compensation", DRIFT_COMPENSATION_BOOLS[mode])
+        elif mode not in DRIFT_COMPENSATIONS:
+            raise ValueError(
+                f"drift_compensation must be one of {', '.join(map(repr, DRIFT_COMPENSATIONS))} "
+                f"(or true = 'read', false = 'none'), got {mode!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -195,13 +214,19 @@ class _Rule:
     lo_open: bool = False  # lo excluded
     also: tuple[int, ...] = ()  # extra allowed ints outside [lo, hi] (e.g. 0 = off)
     choices: tuple[str, ...] = ()
+    bools: tuple[tuple[bool, str], ...] = ()  # str rules: booleans accepted as these choices
 
     def describe(self) -> str:
         if self.kind is bool:
             return "true or false"
         if self.kind is str:
             if self.choices:
-                return "one of " + ", ".join(repr(c) for c in self.choices)
+                text = "one of " + ", ".join(repr(c) for c in self.choices)
+                if self.bools:
+                    text += " (or " + ", ".join(
+                        f"{_show(b)} = {c!r}" for b, c in self.bools
+                    ) + ")"
+                return text
             return "a non-empty string"
         if self.kind is tuple:
             return "a list of numbers"
@@ -224,6 +249,8 @@ class _Rule:
         if k is bool:
             return value if isinstance(value, bool) else None
         if k is str:
+            if isinstance(value, bool) and self.bools:
+                return dict(self.bools)[value]
             if not isinstance(value, str) or not value:
                 return None
             return value if not self.choices or value in self.choices else None
@@ -288,7 +315,9 @@ _SECTION_RULES: dict[str, dict[str, _Rule]] = {
     },
     "retention": {
         "time_s": _Rule(float, 0),
-        "drift_compensation": _Rule(bool),
+        "drift_compensation": _Rule(
+            str, choices=DRIFT_COMPENSATIONS, bools=tuple(DRIFT_COMPENSATION_BOOLS.items())
+        ),
     },
     "simulation": {
         "batch_chunk": _Rule(int, 1, 10_000_000),
