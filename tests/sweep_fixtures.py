@@ -38,16 +38,18 @@ def make_workdir(d: Path, n_test: int = 60, n_train: int = 40) -> Path:
     rng = np.random.default_rng(0)
     data = d / "data"
     data.mkdir(exist_ok=True)
-    protos = rng.integers(0, 256, (10, 28, 28))
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, n)
-        noise = rng.integers(0, 60, (n, 28, 28))
-        write_idx(data / f"{prefix}-images-idx3-ubyte", np.clip(protos[labels] + noise, 0, 255))
-        write_idx(data / f"{prefix}-labels-idx1-ubyte", labels)
     net = build_scrramble_network(
         hidden_cores=(4,), core_size=64, slot_size=16, p=0.3, rng=np.random.default_rng(1)
     )
     save_network(net, d / "net.h5")
+    protos = (rng.random((10, 28, 28)) < 0.3) * 200
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = np.clip(protos[rng.integers(0, 10, n)] + rng.integers(0, 60, (n, 28, 28)),
+                         0, 255).astype(np.uint8)
+        labels = net.predict(images.astype(np.float32) / 255).astype(np.int64)  # learnable
+        labels[::4] = rng.integers(0, 10, labels[::4].shape)
+        write_idx(data / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(data / f"{prefix}-labels-idx1-ubyte", labels)
     (d / "chip.toml").write_text(CHIP)
     return d
 

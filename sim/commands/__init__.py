@@ -22,4 +22,6 @@ class CommandError(Exception):
     """A user-facing error: printed as one clear line, exit status 2."""
 
 
-SUBCOMMANDS: tuple[str, ...] = ("train", "evaluate", "map", "simulate")
+SUBCOMMANDS: tuple[str, ...] = (
+    "train", "evaluate", "map", "simulate", "sweep", "report", "demo"
+)

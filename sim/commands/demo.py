@@ -1,0 +1,241 @@
+"""``scrramble-sim demo``: the whole pipeline in a few minutes, into one output folder.
+
+1. Train a small ScRRAMBLe network on Fashion-MNIST (4 -> 50 -> 10 cores of 256, the default
+   architecture, for ``--epochs`` epochs; resumable checkpoint) or reuse ``OUT/net.h5``.
+2. Its float accuracy on the test split.
+3. Map it on the packaged default chip and simulate it on an ideal chip (``ideal`` devices,
+   16-bit converters, float activations) and on realistic RRAM (``rram_wan2022``, 8-bit DAC and
+   ADC, 8-bit activations).
+4. A small sweep (``OUT/sweep.toml``): programming error (sigma = p * G, p = 0-10 %) x ADC
+   bits x 2 chip instances on Dask, then its report (figures and summary table in
+   ``OUT/sweep/``).
+5. The packet network, when this version has one (:func:`packet_network_step`).
+
+A rerun reuses the network and skips finished sweep points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from sim.commands import CommandError, CommandResult
+from sim.commands.sweep import add_progress_flag
+
+HELP = "train (or reuse) a small network, simulate it on ideal and RRAM chips, run a sweep"
+
+DEFAULT_OUT = Path("runs/demo")
+DEFAULT_EPOCHS = 3
+DEFAULT_SAMPLES = 10000
+DEFAULT_SWEEP_SAMPLES = 2000
+IDEAL_CHIP = {  # an ideal chip: ideal devices, 16-bit converters, float activations
+    "device.preset": "ideal",
+    "dac.bits": 16,
+    "adc.bits": 16,
+    "mapping.activation_bits": 0,
+}
+REALISTIC_PRESET = "rram_wan2022"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", metavar="DIR", type=Path, default=DEFAULT_OUT,
+                        help=f"output folder, created (default: {DEFAULT_OUT})")
+    parser.add_argument("--data", metavar="DIR", type=Path, default=None,
+                        help="Fashion-MNIST IDX directory (default: $SCRRAMBLE_DATA, then "
+                        "/usr/share/datasets/fashion-mnist)")
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+                        help=f"training epochs of a new network (default: {DEFAULT_EPOCHS})")
+    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, metavar="N",
+                        help=f"test images of the ideal / RRAM chip runs (default: "
+                        f"{DEFAULT_SAMPLES})")
+    parser.add_argument("--sweep-samples", type=int, default=DEFAULT_SWEEP_SAMPLES,
+                        metavar="N", help="test images per sweep point (default: "
+                        f"{DEFAULT_SWEEP_SAMPLES})")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="Dask workers of the sweep (default: the CPU count); 0 = in "
+                        "this process")
+    add_progress_flag(parser)
+
+
+def _check(args: argparse.Namespace) -> int:
+    for name in ("epochs", "samples", "sweep_samples"):
+        v = getattr(args, name)
+        if v < 1:
+            raise CommandError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    cpus = os.cpu_count() or 1
+    workers = min(2, cpus) if args.workers is None else args.workers
+    if not 0 <= workers <= cpus:
+        raise CommandError(f"--workers must be 0..{cpus} (the CPU count), got {workers}")
+    if args.out.exists() and not args.out.is_dir():
+        raise CommandError(f"--out {args.out}: exists and is not a directory")
+    return workers
+
+
+def sweep_spec(net: Path, data: Path | None, samples: int) -> str:
+    """The demo's sweep specification (TOML text)."""
+    data_line = "" if data is None else f'data = "{Path(data).resolve()}"\n'
+    return (
+        "# scrramble-sim demo: programming error x ADC resolution x 2 chip instances\n"
+        "[sweep]\n"
+        f'network = "{net.resolve()}"\n'
+        'dataset = "fashion-mnist"\n'
+        f"{data_line}"
+        "seeds = 2\n"
+        f"samples = {samples}\n\n"
+        "[fixed]\n"
+        '"device.programming.kind" = "proportional"   # sigma = p * G\n\n'
+        "[parameters]\n"
+        '"device.programming.coeffs" = {start = 0.0, stop = 0.1, num = 5}\n'
+        '"adc.bits" = [4, 6, 8]\n'
+    )
+
+
+def packet_network_step(network_path: Path, out: Path) -> dict | None:
+    """Hook for the packet network (``sim.noc``): traffic, latency and energy of the mapped
+    network. Returns None while this version has no ``sim.noc`` package; when it lands, run
+    it here on ``network_path`` with the default chip and return its JSON-ready summary."""
+    if importlib.util.find_spec("sim.noc") is None:
+        return None
+    return {"note": "sim.noc is present; wire its simulation into packet_network_step"}
+
+
+def _train(args, net_path: Path, progress: bool) -> None:
+    from sim.commands.cli import build_parser
+    from sim.commands.train import run as train_run
+
+    argv = ["train", "--out", str(net_path), "--epochs", str(args.epochs),
+            "--checkpoint", str(args.out / "train_checkpoint.h5"), "--resume"]
+    if args.data is not None:
+        argv += ["--data", str(args.data)]
+    targs = build_parser().parse_args(argv)
+    targs.no_progress = not progress
+    train_run(targs)
+
+
+def _chip_runs(net_path: Path, data: Path | None, samples: int, progress: bool) -> dict:
+    """Ideal and realistic chips through the sweep adapter (one point each)."""
+    from sim.sweep import PointEvaluator, sweep_from_dict
+
+    out = {}
+    spec = {"sweep": {"network": str(net_path), "dataset": "fashion-mnist", "samples": samples}}
+    if data is not None:
+        spec["sweep"]["data"] = str(data)
+    evaluator = PointEvaluator()
+    for name, fixed in (("ideal chip", IDEAL_CHIP),
+                        (f"RRAM chip ({REALISTIC_PRESET})", {"device.preset": REALISTIC_PRESET})):
+        if progress:
+            print(f"simulating the {name} on {samples} test images", file=sys.stderr)
+        sweep = sweep_from_dict({**spec, "fixed": fixed}, f"demo: {name}")
+        (task,) = sweep.tasks()
+        out[name] = evaluator.evaluate(task)
+    return out
+
+
+def run(args: argparse.Namespace) -> CommandResult:
+    workers = _check(args)
+    progress = not getattr(args, "no_progress", False)
+    from mappings.h5format import NetworkFormatError, load_network
+    from sim.datasets import DatasetError, load_dataset
+    from sim.sweep import PointError, SweepRunError, SweepSpecError, load_sweep, run_sweep
+    from sim.sweep.report import markdown_summary, write_report
+    from sim.sweep.store import SweepStoreError
+    from sim.sweep.store import load_dataset as load_results
+    from sim.training.trainer import evaluate_accuracy
+
+    t0 = time.perf_counter()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    net_path = out / "net.h5"
+    timings: dict[str, float] = {}
+    try:
+        test_x, test_y = load_dataset("fashion-mnist", args.data, "test")
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from None
+
+    origin = "reused"
+    if not net_path.exists():
+        if progress:
+            print(f"training a ScRRAMBLe network for {args.epochs} epochs -> {net_path}",
+                  file=sys.stderr)
+        t = time.perf_counter()
+        _train(args, net_path, progress)
+        timings["train"] = time.perf_counter() - t
+        origin = f"trained ({args.epochs} epochs)"
+    try:
+        network = load_network(net_path)
+    except NetworkFormatError as exc:
+        raise CommandError(f"{exc} (delete it to train again)") from None
+    float_acc = evaluate_accuracy(network, test_x, test_y, threads=1)
+
+    try:
+        t = time.perf_counter()
+        chips = _chip_runs(net_path, args.data, min(args.samples, len(test_x)), progress)
+        timings["chips"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        spec_path = out / "sweep.toml"
+        spec_path.write_text(sweep_spec(net_path, args.data, args.sweep_samples))
+        sweep = load_sweep(spec_path)
+        run = run_sweep(
+            sweep, out / "sweep", workers=workers, progress=progress,
+            on_start=(lambda m: print(m, file=sys.stderr)) if progress else None,
+        )
+        ds = load_results(run.results)
+        paths = write_report(ds, out / "sweep")
+        timings["sweep"] = time.perf_counter() - t
+    except (SweepSpecError, SweepRunError, SweepStoreError, PointError) as exc:
+        raise CommandError(str(exc)) from None
+    noc = packet_network_step(net_path, out)
+
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.2f} %"
+
+    lines = [
+        "## scrramble-sim demo",
+        "",
+        f"Network {net_path}: ScRRAMBLe 4 -> 50 -> 10 cores of 256x256 ({origin}).",
+        "",
+        "| run | test images | accuracy |",
+        "|---|---:|---:|",
+        f"| float (software) | {len(test_x)} | {pct(float_acc)} |",
+    ]
+    for name, r in chips.items():
+        lines.append(f"| {name} | {r['n_samples']} | {pct(r['accuracy'])} |")
+    lines += [
+        "",
+        (f"Sweep ({spec_path}, {run.n_points} points, {run.computed} computed, "
+        f"{run.skipped} reused, {workers or 'no'} Dask worker(s)):"),
+        "",
+        markdown_summary(ds),
+        "Packet network: " + ("not in this version (hook: "
+                              "sim.commands.demo.packet_network_step)" if noc is None
+                              else json.dumps(noc)),
+        "",
+        f"Figures: {', '.join(str(p) for p in [*paths['figures'], *paths['heatmaps']])}",
+        f"Total {time.perf_counter() - t0:.0f} s ("
+        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ").",
+    ]
+    text = "\n".join(lines)
+    (out / "summary.md").write_text(text + "\n")
+    data = {
+        "command": "demo",
+        "out": str(out),
+        "network": str(net_path),
+        "network_origin": origin,
+        "float_accuracy": float_acc,
+        "chips": {k: {"accuracy": v["accuracy"], "n_samples": v["n_samples"],
+                      "snr_db": v["snr_db"]} for k, v in chips.items()},
+        "sweep": {"spec": str(spec_path), "results": str(run.results), "points": run.n_points,
+                  "computed": run.computed, "skipped": run.skipped},
+        "figures": [str(p) for p in [*paths["figures"], *paths["heatmaps"]]],
+        "summary_md": str(paths["summary_md"]),
+        "packet_network": noc,
+        "seconds": time.perf_counter() - t0,
+        "timings": timings,
+    }
+    return CommandResult(data=data, text=text)
