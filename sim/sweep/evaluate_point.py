@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from sim.sweep.spec import PointTask
 
@@ -52,16 +52,18 @@ def program_key(network: str, config: Mapping[str, Any], seed: int) -> str:
 
 
 @contextlib.contextmanager
-def one_thread() -> Iterator[None]:
+def one_thread(controller: ThreadpoolController | None = None) -> Iterator[None]:
     """BLAS and Numba on one thread for the block (restored afterwards). A sweep's
     parallelism is its worker processes; threads inside a point only contend with them (and
-    Numba's pool costs ~10 ms a call on a loaded machine, measured on small layers)."""
+    Numba's pool costs ~10 ms a call on a loaded machine, measured on small layers).
+    ``controller``: a ThreadpoolController to reuse (creating one scans the loaded libraries)."""
     import numba
 
+    controller = ThreadpoolController() if controller is None else controller
     before = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        with threadpool_limits(limits=1):
+        with controller.limit(limits=1):
             yield
     finally:
         numba.set_num_threads(before)
@@ -80,6 +82,7 @@ class PointEvaluator:
         self._programmed: dict[str, Any] = {}
         self._aged: dict[tuple[str, str], Any] = {}
         self.programmed_count = 0
+        self._threads = ThreadpoolController()
 
     def network(self, path: str):
         from mappings.h5format import load_network
@@ -131,7 +134,7 @@ class PointEvaluator:
             if task.samples is not None:
                 test_x, test_y = test_x[: task.samples], test_y[: task.samples]
             calibration = train_x[: config.simulation.calibration_samples]
-            with one_thread():
+            with one_thread(self._threads):
                 instance = self.instance(task, network, config)
                 res = simulate(
                     network, instance, test_x, labels=test_y, seed=task.seed, config=config,

@@ -211,6 +211,7 @@ def _run_dask(todo, out, workers, scheduler, bar, start_timeout, task_timeout, c
                     f"{start_timeout:g} s"
                 ) from None
             n_workers = workers
+        client.run(warm_numba)  # every worker imports the simulator and loads the kernels
         groups = group_tasks(todo, 2 * n_workers)
         todo_keys = {t.key for t in todo}
         tc = time.perf_counter()
