@@ -186,3 +186,24 @@ def test_report_tables_and_figures(grid, tmp_path):
                      "heatmap_device_programming_coeffs__adc_bits.png"]
     for p in paths["figures"] + paths["heatmaps"]:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_network_as_a_dimension(work, tmp_path):
+    from mappings.builders import build_scrramble_network
+    from mappings.h5format import save_network
+
+    other = tmp_path / "other.h5"
+    save_network(build_scrramble_network(hidden_cores=(4,), core_size=64, slot_size=16, p=0.3,
+                                         rng=np.random.default_rng(7)), other)
+    spec = tmp_path / "nets.toml"
+    text = spec_text(work, f'network = ["{work / "net.h5"}", "{other}"]\n"adc.bits" = [4, 8]\n')
+    spec.write_text(text.replace(f'network = "{work / "net.h5"}"\n', "", 1))
+    sweep = load_sweep(spec)
+    assert sweep.network is None and [p.name for p in sweep.parameters] == ["network", "adc.bits"]
+    run = run_sweep(sweep, tmp_path / "out", workers=0, progress=False)
+    ds = load_dataset(run.results)
+    assert list(ds["network"].values) == [str(work / "net.h5"), str(other)]
+    assert ds["accuracy"].sel(network=str(other)).values.tolist() != (
+        ds["accuracy"].sel(network=str(work / "net.h5")).values.tolist())
+    paths = write_report(ds, tmp_path / "report")
+    assert [p.name for p in paths["heatmaps"]] == ["heatmap_network__adc_bits.png"]

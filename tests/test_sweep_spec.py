@@ -118,3 +118,21 @@ def test_missing_network_and_bad_toml(work, tmp_path):
 def test_network_that_does_not_fit_is_refused(work, tmp_path):
     with pytest.raises(SweepSpecError, match="bad.toml"):
         _load(work, tmp_path, '"chip.grid_rows" = [1, 8]\n', name="bad.toml")
+
+
+@pytest.mark.parametrize("name", ["accuracy_table", "ideal_chip", "programming_error_adc",
+                                  "retention_lhs"])
+def test_example_specs_are_valid(work, name):
+    import tomllib
+    from pathlib import Path
+
+    from sim.sweep import sweep_from_dict
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "sweeps" / f"{name}.toml"
+    d = tomllib.loads(path.read_text())
+    d["sweep"].update(network=str(work / "net.h5"), data=str(work / "data"),
+                      chip=str(work / "chip.toml"))
+    sweep = sweep_from_dict(d, str(path))
+    n = {"accuracy_table": 15, "ideal_chip": 1, "programming_error_adc": 18,
+         "retention_lhs": 24}[name]
+    assert len(sweep.points) == n and len(sweep.tasks()) == n * len(sweep.seeds)
