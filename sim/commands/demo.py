@@ -119,6 +119,8 @@ def _train(args, net_path: Path, progress: bool) -> None:
 
 def _chip_runs(net_path: Path, data: Path | None, samples: int, progress: bool) -> dict:
     """Ideal and realistic chips through the sweep adapter (one point each)."""
+    from tqdm import tqdm
+
     from sim.sweep import PointEvaluator, sweep_from_dict
 
     out = {}
@@ -128,11 +130,12 @@ def _chip_runs(net_path: Path, data: Path | None, samples: int, progress: bool) 
     evaluator = PointEvaluator()
     for name, fixed in (("ideal chip", IDEAL_CHIP),
                         (f"RRAM chip ({REALISTIC_PRESET})", {"device.preset": REALISTIC_PRESET})):
-        if progress:
-            print(f"simulating the {name} on {samples} test images", file=sys.stderr)
         sweep = sweep_from_dict({**spec, "fixed": fixed}, f"demo: {name}")
         (task,) = sweep.tasks()
-        out[name] = evaluator.evaluate(task)
+        bar = tqdm(total=samples, desc=name, unit="img", file=sys.stderr, disable=not progress,
+                   dynamic_ncols=True)
+        with bar:
+            out[name] = evaluator.evaluate(task, progress=lambda n, b=bar: b.update(n - b.n))
     return out
 
 

@@ -23,7 +23,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -118,8 +118,11 @@ class PointEvaluator:
         # the same devices read with this point's converters and read-noise model
         return dataclasses.replace(self._aged[akey], config=config, _cache={})
 
-    def evaluate(self, task: PointTask) -> dict[str, Any]:
-        """Program (or reuse), calibrate and simulate one point; a JSON-ready result."""
+    def evaluate(
+        self, task: PointTask, progress: Callable[[int], None] | None = None
+    ) -> dict[str, Any]:
+        """Program (or reuse), calibrate and simulate one point; a JSON-ready result.
+        ``progress(n)``: called with the number of test images done."""
         from sim.chip.config import chip_config_from_dict, plan_for_chip
         from sim.chip.functional import simulate
         from sim.chip.timing import mvm_timing
@@ -138,7 +141,7 @@ class PointEvaluator:
                 instance = self.instance(task, network, config)
                 res = simulate(
                     network, instance, test_x, labels=test_y, seed=task.seed, config=config,
-                    calibration=calibration,
+                    calibration=calibration, progress=progress,
                 )
             plan = plan_for_chip(network, config, check=False)
             timing = mvm_timing(config, len(network.layers))

@@ -215,7 +215,8 @@ def _run_dask(todo, out, workers, scheduler, bar, start_timeout, task_timeout, c
         groups = group_tasks(todo, 2 * n_workers)
         todo_keys = {t.key for t in todo}
         tc = time.perf_counter()
-        futures = {client.submit(run_group, g, str(out), pure=False): g for g in groups}
+        futures = {client.submit(run_group, g, str(out.resolve()), pure=False): g
+                   for g in groups}
         pending = set(futures)
         last = time.monotonic()
         shown = 0

@@ -129,6 +129,7 @@ class Sweep:
         """Every (point, seed) as a :class:`PointTask`; ``fingerprints``: network path ->
         file hash (computed here when not given)."""
         fps = dict(fingerprints or {})
+        data = None if self.data is None else str(Path(self.data).resolve())
         out = []
         for values, index in zip(self.points, self.grid_index):
             net = str(values.get("network", self.network))
@@ -138,9 +139,9 @@ class Sweep:
             cfg = point_config(self, values).to_dict()
             for j, seed in enumerate(self.seeds):
                 key = point_key(fps[net], dataset, self.samples, cfg, seed)
-                out.append(
-                    PointTask(key, (*index, j), dict(values), seed, net, dataset, self.data,
-                              self.samples, cfg)
+                out.append(  # absolute paths: workers may run in another directory
+                    PointTask(key, (*index, j), dict(values), seed, str(Path(net).resolve()),
+                              dataset, data, self.samples, cfg)
                 )
         return out
 
