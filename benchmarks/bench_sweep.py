@@ -12,13 +12,14 @@ warms the workers, then is timed from the first submitted task to the last resul
 is the floor measured in the same run. The last line is one JSON object with
 ``speedup_2_workers`` and ``results_equal``.
 
-    python benchmarks/bench_sweep.py [--samples 1000] [--repeats 1]
+    python benchmarks/bench_sweep.py [--samples 1000] [--repeats 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import struct
 import sys
@@ -82,7 +83,8 @@ def _points(out: Path) -> dict[str, dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=1000, help="test images per point")
-    ap.add_argument("--repeats", type=int, default=1, help="runs per worker count (best kept)")
+    ap.add_argument("--repeats", type=int, default=2,
+                    help="runs per worker count, in the order 1 2 2 1 ... (best kept)")
     args = ap.parse_args(argv)
     print(f"CPUs: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}; worker threads: "
           "1 (NUMBA_NUM_THREADS=OMP/OPENBLAS/MKL_NUM_THREADS=1)")
@@ -90,20 +92,26 @@ def main(argv=None) -> int:
         d = Path(tmp)
         sweep = load_sweep(_inputs(d, args.samples))
         best: dict[int, tuple[float, float]] = {}
-        results: dict[int, dict] = {}
-        for workers in (1, 2):
-            for r in range(args.repeats):
-                out = d / f"out_{workers}_{r}"
-                run = run_sweep(sweep, out, workers=workers, progress=False)
-                assert run.computed == 16, run
-                print(f"{workers} worker(s), run {r}: compute {run.compute_seconds:.2f} s, "
-                      f"wall with cluster start {run.seconds:.2f} s, {run.tasks} tasks")
-                if workers not in best or run.compute_seconds < best[workers][0]:
-                    best[workers] = (run.compute_seconds, run.seconds)
-                results[workers] = _points(out)
-                ds = load_dataset(out)
-                results[workers]["__accuracy__"] = ds["accuracy"].values.tolist()
-        equal = results[1] == results[2]
+        results: list[dict] = []  # every run's points, all compared
+        busy: dict[int, float] = {}
+        order = [w for r in range(args.repeats) for w in ((1, 2) if r % 2 == 0 else (2, 1))]
+        for r, workers in enumerate(order):  # 1, 2, 2, 1, ...: load drifts hit both alike
+            out = d / f"out_{workers}_{r}"
+            run = run_sweep(sweep, out, workers=workers, progress=False)
+            assert run.computed == 16, run
+            point_s = sum(
+                json.loads(p.read_text())["seconds"] for p in (out / "points").glob("*.json")
+            )
+            busy[workers] = min(busy.get(workers, math.inf), point_s)
+            print(f"{workers} worker(s), run {r}: compute {run.compute_seconds:.2f} s, "
+                  f"wall with cluster start {run.seconds:.2f} s, {run.tasks} tasks, sum of "
+                  f"point times {point_s:.1f} s (grows when the workers lack CPU)")
+            if workers not in best or run.compute_seconds < best[workers][0]:
+                best[workers] = (run.compute_seconds, run.seconds)
+            points = _points(out)
+            points["__accuracy__"] = load_dataset(out)["accuracy"].values.tolist()
+            results.append(points)
+        equal = all(r == results[0] for r in results)
         speedup = best[1][0] / best[2][0]
         print(f"speed-up on 2 workers: {speedup:.2f}x (compute), "
               f"{best[1][1] / best[2][1]:.2f}x (wall with cluster start); results equal: {equal}")
@@ -116,6 +124,7 @@ def main(argv=None) -> int:
             "compute_seconds": {"1": best[1][0], "2": best[2][0]},
             "wall_seconds": {"1": best[1][1], "2": best[2][1]},
             "load_average": os.getloadavg()[0],
+            "sum_point_seconds": {"1": busy[1], "2": busy[2]},
         }, sort_keys=True))
     return 0
 

@@ -181,7 +181,9 @@ def run_sweep(
 
 def _run_dask(todo, out, workers, scheduler, bar, start_timeout, task_timeout, computed,
               on_start) -> tuple[float, int]:
-    from distributed import Client, LocalCluster, wait
+    from concurrent.futures import CancelledError
+
+    from distributed import Client, KilledWorker, LocalCluster, wait
 
     with contextlib.ExitStack() as stack:
         if scheduler is not None:
@@ -230,6 +232,12 @@ def _run_dask(todo, out, workers, scheduler, bar, start_timeout, task_timeout, c
                     results = f.result()
                 except ValueError as exc:  # a point's error, raised on the worker
                     raise SweepRunError(str(exc)) from None
+                except (KilledWorker, CancelledError, OSError, RuntimeError) as exc:
+                    first = futures[f][0]
+                    raise SweepRunError(
+                        f"a task of {len(futures[f])} point(s) (first: {first.values}, seed "
+                        f"{first.seed}) failed on the cluster: {type(exc).__name__}: {exc}"
+                    ) from None
                 for r in results:
                     if not point_path(out, r["key"]).is_file():  # no shared file system
                         write_point(out, r)
