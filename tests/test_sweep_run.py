@@ -207,3 +207,12 @@ def test_network_as_a_dimension(work, tmp_path):
         ds["accuracy"].sel(network=str(work / "net.h5")).values.tolist())
     paths = write_report(ds, tmp_path / "report")
     assert [p.name for p in paths["heatmaps"]] == ["heatmap_network__adc_bits.png"]
+
+
+def test_unreachable_scheduler_is_a_clear_error(work, grid, tmp_path):
+    from sim.sweep import SweepRunError
+
+    sweep, _, _ = grid
+    with pytest.raises(SweepRunError, match=r"tcp://127.0.0.1:9: cannot connect"):
+        run_sweep(sweep, tmp_path / "o", scheduler="tcp://127.0.0.1:9", progress=False,
+                  start_timeout=2)

@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from mappings.safe_files import atomic_write
 from sim.commands import CommandError, CommandResult
 from sim.commands.sweep import add_progress_flag
 
@@ -182,7 +183,8 @@ def run(args: argparse.Namespace) -> CommandResult:
 
         t = time.perf_counter()
         spec_path = out / "sweep.toml"
-        spec_path.write_text(sweep_spec(net_path, args.data, args.sweep_samples))
+        text = sweep_spec(net_path, args.data, args.sweep_samples)
+        atomic_write(spec_path, lambda p: p.write_text(text, encoding="utf-8"))
         sweep = load_sweep(spec_path)
         run = run_sweep(
             sweep, out / "sweep", workers=workers, progress=progress,
@@ -209,6 +211,14 @@ def run(args: argparse.Namespace) -> CommandResult:
     ]
     for name, r in chips.items():
         lines.append(f"| {name} | {r['n_samples']} | {pct(r['accuracy'])} |")
+    rram = chips[f"RRAM chip ({REALISTIC_PRESET})"]
+    lines += [
+        "",
+        f"Mapped on the packaged default chip (8 x 8 cores of 256 x 256): {rram['n_devices']:,} "
+        f"devices, {rram['inter_core_bits']:,} bits per inference between cores, first-order "
+        f"MVM latency {rram['latency_ns']:g} ns per inference; per-layer SNR on the RRAM chip "
+        + " / ".join("inf" if v is None else f"{v:.1f}" for v in rram["snr_db"]) + " dB.",
+    ]
     lines += [
         "",
         (f"Sweep ({spec_path}, {run.n_points} points, {run.computed} computed, "
@@ -224,15 +234,16 @@ def run(args: argparse.Namespace) -> CommandResult:
         + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ").",
     ]
     text = "\n".join(lines)
-    (out / "summary.md").write_text(text + "\n")
+    atomic_write(out / "summary.md", lambda p: p.write_text(text + "\n", encoding="utf-8"))
     data = {
         "command": "demo",
         "out": str(out),
         "network": str(net_path),
         "network_origin": origin,
         "float_accuracy": float_acc,
-        "chips": {k: {"accuracy": v["accuracy"], "n_samples": v["n_samples"],
-                      "snr_db": v["snr_db"]} for k, v in chips.items()},
+        "chips": {k: {key: v[key] for key in ("accuracy", "n_samples", "snr_db", "n_devices",
+                                              "inter_core_bits", "latency_ns")}
+                  for k, v in chips.items()},
         "sweep": {"spec": str(spec_path), "results": str(run.results), "points": run.n_points,
                   "computed": run.computed, "skipped": run.skipped},
         "figures": [str(p) for p in [*paths["figures"], *paths["heatmaps"]]],

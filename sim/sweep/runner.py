@@ -192,7 +192,7 @@ def _run_dask(todo, out, workers, scheduler, bar, start_timeout, task_timeout, c
             try:
                 client = stack.enter_context(Client(scheduler, timeout=start_timeout))
             except (OSError, TimeoutError) as exc:
-                raise SweepRunError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+                raise SweepRunError(f"scheduler {scheduler}: cannot connect ({exc})") from None
             n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         else:
             if on_start:
