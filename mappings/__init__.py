@@ -17,6 +17,13 @@ from mappings.builders import (
     init_scrramble_weights,
     routed_fan_in,
 )
+from mappings.checks import (
+    SEED_LIMIT,
+    check_rng,
+    check_seed,
+    positive_int,
+    probability,
+)
 from mappings.encodings import (
     ENCODINGS,
     SCALINGS,
@@ -102,6 +109,7 @@ from mappings.routing import (
     validate_geometry,
 )
 from mappings.safe_files import (
+    H5Reader,
     atomic_write,
     open_hdf5,
 )
@@ -140,6 +148,7 @@ __all__ = [
     "RELU",
     "ROUTING_DTYPE",
     "SCALINGS",
+    "SEED_LIMIT",
     "STEPS_PER_CORE",
     "SUPPORTED_VERSIONS",
     "Activation",
@@ -151,6 +160,7 @@ __all__ = [
     "EncodedMatrix",
     "EncodingError",
     "FitError",
+    "H5Reader",
     "InputSpec",
     "LayerTiling",
     "Network",
@@ -173,7 +183,9 @@ __all__ = [
     "check_balanced",
     "check_chaining",
     "check_fits",
+    "check_rng",
     "check_scrramble_shapes",
+    "check_seed",
     "coerce_routing",
     "compare_placements",
     "core_traffic_links",
@@ -200,6 +212,8 @@ __all__ = [
     "plan_for_geometry",
     "plan_layers",
     "plan_network",
+    "positive_int",
+    "probability",
     "reference_columns",
     "require_balanced",
     "require_finite",

@@ -10,13 +10,12 @@ layer at any p or number of cores.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
-from numbers import Real
 
 import numpy as np
 
 from mappings.activations import Activation
+from mappings.checks import check_rng, positive_int, probability
 from mappings.network import DTYPE, DenseLayer, InputSpec, Network, Readout, ScrrambleLayer
 from mappings.routing import generate_routing
 
@@ -36,38 +35,16 @@ class BuildError(ValueError):
     """Invalid architecture hyper-parameters for a network builder."""
 
 
-def _check_rng(rng) -> None:
-    if not isinstance(rng, np.random.Generator):
-        raise BuildError("rng must be a seeded numpy.random.Generator, got " + type(rng).__name__)
-
-
-def _is_positive_int(v) -> bool:
-    return isinstance(v, (int, np.integer, float, np.floating)) and not isinstance(
-        v, (bool, np.bool_)
-    ) and math.isfinite(v) and int(v) == v and v >= 1
-
-
 def _positive_ints(values: Sequence[int], field: str, allow_empty: bool = True) -> tuple[int, ...]:
     if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
         raise BuildError(f"{field} must be a sequence of positive integers, got {values!r}")
     out = tuple(values)
     if not allow_empty and not out:
         raise BuildError(f"{field} must name at least one layer width")
-    if not all(_is_positive_int(v) for v in out):
-        raise BuildError(f"{field} must be positive integers, got {list(out)!r}")
-    return tuple(int(v) for v in out)
-
-
-def _positive_int(value, field: str, minimum: int = 1) -> int:
-    if not _is_positive_int(value) or value < minimum:
-        raise BuildError(f"{field} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _probability(p) -> float:
-    if isinstance(p, (bool, np.bool_)) or not isinstance(p, Real) or not 0.0 < p <= 1.0:
-        raise BuildError(f"p must lie in (0, 1] (a number), got {p!r}")
-    return float(p)
+    try:
+        return tuple(positive_int(v, field, BuildError) for v in out)
+    except BuildError:
+        raise BuildError(f"{field} must be positive integers, got {list(out)!r}") from None
 
 
 def routed_fan_in(routing: np.ndarray, slot_size: int) -> np.ndarray:
@@ -118,23 +95,23 @@ def build_scrramble_network(
     outputs; the output layer is linear. ``readout='logits'``: the output cores are activated
     and a final linear DenseLayer maps them to ``n_classes`` logits.
     """
-    _check_rng(rng)
+    check_rng(rng, "rng", BuildError)
     hidden = _positive_ints(hidden_cores, "hidden_cores")
     if readout not in READOUTS:
         raise BuildError(f"readout must be one of {READOUTS}, got {readout!r}")
-    n_classes = _positive_int(n_classes, "n_classes", 2)
+    n_classes = positive_int(n_classes, "n_classes", BuildError, minimum=2)
     if not isinstance(activation, Activation):
         raise BuildError(f"activation must be an Activation, got {type(activation).__name__}")
     if activation.kind == "none":
         raise BuildError("hidden activation 'none' makes the stack linear; use relu or qrelu")
-    core_size = _positive_int(core_size, "core_size")
-    slot_size = _positive_int(slot_size, "slot_size")
+    core_size = positive_int(core_size, "core_size", BuildError)
+    slot_size = positive_int(slot_size, "slot_size", BuildError)
     if core_size % slot_size or core_size // slot_size < 2:
         raise BuildError(
             f"slot_size {slot_size} must divide core_size {core_size} into at least 2 slots "
             "(balanced routing pairs every +1 with a -1 in another slot)"
         )
-    p = _probability(p)
+    p = probability(p, "p", BuildError, zero=False)
     n_feat = input_spec.n_features
     if n_feat % core_size:
         raise BuildError(
@@ -144,7 +121,7 @@ def build_scrramble_network(
     derived = n_feat // core_size
     if n_input_cores is None:
         n_input_cores = derived
-    elif _positive_int(n_input_cores, "n_input_cores") != derived:
+    elif positive_int(n_input_cores, "n_input_cores", BuildError) != derived:
         raise BuildError(
             f"n_input_cores {n_input_cores} disagrees with input_spec ({n_feat} features = "
             f"{derived} cores of {core_size})"
@@ -207,9 +184,9 @@ def build_dense_network(
     rng: np.random.Generator,
 ) -> Network:
     """The fully connected baseline: an MLP of DenseLayers with a logits readout."""
-    _check_rng(rng)
+    check_rng(rng, "rng", BuildError)
     widths_hidden = _positive_ints(hidden, "hidden")
-    n_classes = _positive_int(n_classes, "n_classes", 2)
+    n_classes = positive_int(n_classes, "n_classes", BuildError, minimum=2)
     if not isinstance(activation, Activation):
         raise BuildError(f"activation must be an Activation, got {type(activation).__name__}")
     widths = (input_spec.n_features, *widths_hidden, int(n_classes))

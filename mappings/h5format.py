@@ -20,7 +20,7 @@ import numpy as np
 from mappings.activations import ACTIVATION_KINDS, Activation
 from mappings.network import DTYPE, DenseLayer, InputSpec, Network, Readout, ScrrambleLayer
 from mappings.routing import ROUTING_DTYPE, RoutingError, check_balanced
-from mappings.safe_files import atomic_write, open_hdf5
+from mappings.safe_files import H5Reader, atomic_write
 
 FORMAT_NAME = "scrramble-network"
 FORMAT_VERSION = 1
@@ -298,66 +298,11 @@ def save_network(network: Network, path: str | os.PathLike) -> Path:
 # Loading.
 
 
-class _Reader:
-    """Typed, validated access to one open file; every error names file and HDF5 path."""
-
-    def __init__(self, f: h5py.File, file: Path) -> None:
-        self.f = f
-        self.file = file
-
-    def error(self, where: str, msg: str) -> NetworkFormatError:
-        return NetworkFormatError(f"{self.file}: {where}: {msg}")
-
-    def group(self, parent: h5py.Group, name: str, what: str) -> h5py.Group:
-        where = f"{parent.name.rstrip('/')}/{name}"
-        obj = parent.get(name)
-        if obj is None:
-            raise self.error(where, f"missing group; expected {what}")
-        if not isinstance(obj, h5py.Group):
-            raise self.error(where, f"is a {type(obj).__name__}; expected a group ({what})")
-        return obj
-
-    def _raw_attr(self, obj: h5py.HLObject, name: str, what: str) -> Any:
-        if name not in obj.attrs:
-            raise self.error(f"{obj.name}@{name}", f"missing attribute; expected {what}")
-        try:
-            return obj.attrs[name]
-        except (OSError, TypeError, ValueError) as exc:
-            raise self.error(f"{obj.name}@{name}", f"unreadable attribute ({exc})") from exc
-
-    def attr_str(self, obj: h5py.HLObject, name: str, what: str) -> str:
-        v = self._raw_attr(obj, name, what)
-        if isinstance(v, (bytes, np.bytes_)):
-            try:
-                v = v.decode("utf-8")
-            except UnicodeDecodeError:
-                raise self.error(f"{obj.name}@{name}", f"not UTF-8 text; expected {what}") from None
-        if not isinstance(v, str):
-            raise self.error(f"{obj.name}@{name}", f"value {v!r} is not a string; expected {what}")
-        return v
-
-    def attr_int(self, obj: h5py.HLObject, name: str, what: str) -> int:
-        v = self._raw_attr(obj, name, what)
-        if isinstance(v, np.ndarray) and v.shape == (1,):
-            v = v[0]
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise self.error(
-                f"{obj.name}@{name}", f"value {v!r} is not an integer; expected {what}"
-            )
-        return int(v)
-
-    def attr_float(self, obj: h5py.HLObject, name: str, what: str) -> float:
-        v = self._raw_attr(obj, name, what)
-        if isinstance(v, np.ndarray) and v.shape == (1,):
-            v = v[0]
-        if isinstance(v, (bool, np.bool_)) or not isinstance(
-            v, (int, float, np.integer, np.floating)
-        ):
-            raise self.error(f"{obj.name}@{name}", f"value {v!r} is not a number; expected {what}")
-        return float(v)
+class _NetworkReader(H5Reader):
+    """The shared HDF5 reader plus the network format's shape and activation attributes."""
 
     def attr_shape(self, obj: h5py.HLObject, name: str, what: str) -> tuple[int, ...]:
-        v = np.asarray(self._raw_attr(obj, name, what))
+        v = np.asarray(self.raw_attr(obj, name, what))
         where = f"{obj.name}@{name}"
         if v.ndim != 1 or v.size == 0 or v.dtype.kind not in "iu":
             raise self.error(
@@ -368,40 +313,14 @@ class _Reader:
             raise self.error(where, f"value {v.tolist()!r}; expected positive sizes ({what})")
         return tuple(int(x) for x in v)
 
-    def dataset(
-        self, group: h5py.Group, name: str, ndim: int, kinds: str, what: str
-    ) -> h5py.Dataset:
-        where = f"{group.name}/{name}"
-        obj = group.get(name)
-        if obj is None:
-            raise self.error(where, f"missing dataset; expected {what}")
-        if not isinstance(obj, h5py.Dataset):
-            raise self.error(where, f"is a {type(obj).__name__}; expected a dataset ({what})")
-        if obj.ndim != ndim:
-            raise self.error(
-                where, f"has {obj.ndim} dimensions {obj.shape}; expected {ndim} ({what})"
-            )
-        if obj.dtype.kind not in kinds:
-            expected = {"iu": "an integer dtype (int8)", "f": "a floating dtype (float32)"}[kinds]
-            raise self.error(where, f"dtype {obj.dtype}; expected {expected}")
-        if min(obj.shape, default=0) < 1:
-            raise self.error(where, f"shape {obj.shape} has an empty axis; expected {what}")
-        return obj
-
-    def read(self, ds: h5py.Dataset) -> np.ndarray:
-        try:
-            return np.asarray(ds[()])
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise self.error(ds.name, f"cannot read data (corrupted file?): {exc}") from exc
-
     def activation(self, g: h5py.Group) -> Activation:
-        kind = self.attr_str(g, "activation_kind", f"one of {ACTIVATION_KINDS}")
+        kind = self.attr(g, "activation_kind", str, f"one of {ACTIVATION_KINDS}")
         if kind not in ACTIVATION_KINDS:
             raise self.error(
                 f"{g.name}@activation_kind",
                 f"unknown activation {kind!r}; expected one of {ACTIVATION_KINDS}",
             )
-        bits = self.attr_int(g, "activation_bits", "an integer (0 unless qrelu)")
+        bits = self.attr(g, "activation_bits", int, "an integer (0 unless qrelu)")
         lo, hi = QRELU_BITS
         if kind == "qrelu" and not lo <= bits <= hi:
             raise self.error(
@@ -409,7 +328,7 @@ class _Reader:
             )
         if kind != "qrelu" and bits != 0:
             raise self.error(f"{g.name}@activation_bits", f"{bits}; {kind} expects 0")
-        ceiling = self.attr_float(g, "activation_ceiling", "a positive finite number")
+        ceiling = self.attr(g, "activation_ceiling", float, "a positive finite number")
         if not (math.isfinite(ceiling) and ceiling > 0):
             raise self.error(
                 f"{g.name}@activation_ceiling", f"{ceiling}; expected a positive finite number"
@@ -417,43 +336,47 @@ class _Reader:
         return Activation(kind, bits, ceiling)
 
 
-def _read_scrramble(r: _Reader, g: h5py.Group) -> ScrrambleLayer:
-    cds = r.dataset(g, "routing", 4, "iu", "(src_cores, slots, dst_cores, slots) int8")
-    wds = r.dataset(g, "weights", 5, "f", "(dst_cores, slots, slots, slot, slot) float32")
-    c_where, w_where = f"{r.file}: {cds.name}", f"{r.file}: {wds.name}"
+def _read_scrramble(r: _NetworkReader, g: h5py.Group) -> ScrrambleLayer:
+    cds = r.dataset(
+        g, "routing", kinds="iu", ndim=4, what="(src_cores, slots, dst_cores, slots) int8"
+    )
+    wds = r.dataset(
+        g, "weights", kinds="f", ndim=5, what="(dst_cores, slots, slots, slot, slot) float32"
+    )
+    c_where, w_where = f"{r.path}: {cds.name}", f"{r.path}: {wds.name}"
     check_scrramble_shapes(cds.shape, wds.shape, c_where, w_where)
     C = coerce_routing(r.read(cds), c_where)
     require_balanced(C, c_where)
     W = np.ascontiguousarray(r.read(wds), dtype=DTYPE)
     require_finite(W, w_where)
     act = r.activation(g)
-    p = r.attr_float(g, "p", "the connection probability (float, NaN if unknown)")
+    p = r.attr(g, "p", float, "the connection probability (float, NaN if unknown)", finite=False)
     if not (math.isnan(p) or 0.0 <= p <= 1.0):
         raise r.error(f"{g.name}@p", f"{p}; expected a probability in [0, 1] or NaN")
-    seed = r.attr_int(g, "seed", "the routing seed (integer, -1 if unknown)")
+    seed = r.attr(g, "seed", int, "the routing seed (integer, -1 if unknown)")
     return ScrrambleLayer(C, W, act, p, seed)
 
 
-def _read_dense(r: _Reader, g: h5py.Group) -> DenseLayer:
-    wds = r.dataset(g, "weights", 2, "f", "(n_in, n_out) float32")
-    bds = r.dataset(g, "bias", 1, "f", f"(n_out={wds.shape[1]},) float32")
+def _read_dense(r: _NetworkReader, g: h5py.Group) -> DenseLayer:
+    wds = r.dataset(g, "weights", kinds="f", ndim=2, what="(n_in, n_out) float32")
+    bds = r.dataset(g, "bias", kinds="f", ndim=1, what=f"(n_out={wds.shape[1]},) float32")
     if bds.shape != (wds.shape[1],):
         raise r.error(
             bds.name, f"shape {bds.shape}; expected ({wds.shape[1]},) to match weights {wds.shape}"
         )
     W = np.ascontiguousarray(r.read(wds), dtype=DTYPE)
     b = np.ascontiguousarray(r.read(bds), dtype=DTYPE)
-    require_finite(W, f"{r.file}: {wds.name}")
-    require_finite(b, f"{r.file}: {bds.name}")
+    require_finite(W, f"{r.path}: {wds.name}")
+    require_finite(b, f"{r.path}: {bds.name}")
     return DenseLayer(W, b, r.activation(g))
 
 
-def _read_header(r: _Reader) -> None:
+def _read_header(r: _NetworkReader) -> None:
     f = r.f
-    fmt = r.attr_str(f, "format", f"{FORMAT_NAME!r}")
+    fmt = r.attr(f, "format", str, f"{FORMAT_NAME!r}")
     if fmt != FORMAT_NAME:
         raise r.error("/@format", f"{fmt!r}; expected {FORMAT_NAME!r}")
-    version = r.attr_int(f, "format_version", f"an integer in {SUPPORTED_VERSIONS}")
+    version = r.attr(f, "format_version", int, f"an integer in {SUPPORTED_VERSIONS}")
     if version not in SUPPORTED_VERSIONS:
         newer = " (written by a newer scrramble-sim?)" if version > FORMAT_VERSION else ""
         raise r.error(
@@ -462,19 +385,12 @@ def _read_header(r: _Reader) -> None:
         )
 
 
-def _read_metadata(r: _Reader) -> dict:
-    text = r.attr_str(r.f, "metadata_json", "a JSON object (text)")
-    try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise r.error("/@metadata_json", f"invalid JSON ({exc}); expected a JSON object") from None
-    if not isinstance(meta, dict):
-        raise r.error("/@metadata_json", f"is a JSON {type(meta).__name__}; expected an object")
-    return meta
+def _read_metadata(r: _NetworkReader) -> dict:
+    return r.json_attr(r.f, "metadata_json", dict, "a JSON object")
 
 
-def _layer_names(r: _Reader, lg: h5py.Group) -> Iterable[str]:
-    n = r.attr_int(lg, "n_layers", "the number of layers (>= 1)")
+def _layer_names(r: _NetworkReader, lg: h5py.Group) -> Iterable[str]:
+    n = r.attr(lg, "n_layers", int, "the number of layers (>= 1)")
     if n < 1:
         raise r.error("/layers@n_layers", f"{n}; expected at least 1 layer")
     expected = [f"{i:03d}" for i in range(n)]
@@ -490,7 +406,7 @@ def _layer_names(r: _Reader, lg: h5py.Group) -> Iterable[str]:
     return expected
 
 
-def _read_network(r: _Reader) -> Network:
+def _read_network(r: _NetworkReader) -> Network:
     _read_header(r)
     meta = _read_metadata(r)
 
@@ -503,8 +419,8 @@ def _read_network(r: _Reader) -> Network:
         raise r.error("/input", f"{exc}") from None
 
     rg = r.group(r.f, "readout", "the readout")
-    kind = r.attr_str(rg, "kind", "'capsule' or 'logits'")
-    n_classes = r.attr_int(rg, "n_classes", "an integer >= 2")
+    kind = r.attr(rg, "kind", str, "'capsule' or 'logits'")
+    n_classes = r.attr(rg, "n_classes", int, "an integer >= 2")
     if kind not in READOUT_KINDS:
         raise r.error("/readout@kind", f"unknown readout {kind!r}; expected one of {READOUT_KINDS}")
     if n_classes < 2:
@@ -516,7 +432,7 @@ def _read_network(r: _Reader) -> Network:
     width, source = spec.n_features, f"/input (padded_shape {padded_shape})"
     for name in _layer_names(r, lg):
         g = r.group(lg, name, "a layer")
-        kind = r.attr_str(g, "type", f"one of {LAYER_TYPES}")
+        kind = r.attr(g, "type", str, f"one of {LAYER_TYPES}")
         if kind == "scrramble":
             layer = _read_scrramble(r, g)
         elif kind == "dense":
@@ -525,10 +441,10 @@ def _read_network(r: _Reader) -> Network:
             raise r.error(
                 f"{g.name}@type", f"unknown layer type {kind!r}; expected one of {LAYER_TYPES}"
             )
-        check_chaining(layer.n_in, width, f"{r.file}: {g.name}", source)
+        check_chaining(layer.n_in, width, f"{r.path}: {g.name}", source)
         for attr, value in (("n_in", layer.n_in), ("n_out", layer.n_out)):
             if attr in g.attrs:
-                stored = r.attr_int(g, attr, "an integer")
+                stored = r.attr(g, attr, int, "an integer")
                 if stored != value:
                     raise r.error(
                         f"{g.name}@{attr}",
@@ -549,13 +465,5 @@ def _read_network(r: _Reader) -> Network:
 
 def load_network(path: str | os.PathLike) -> Network:
     """Read and fully validate a network file written by :func:`save_network`."""
-    path = Path(path)
-    f = open_hdf5(path, error=NetworkFormatError, what=f"{FORMAT_NAME} file")
-    with f:
-        r = _Reader(f, path)
-        try:
-            return _read_network(r)
-        except (OSError, RuntimeError, KeyError, TypeError) as exc:
-            raise NetworkFormatError(
-                f"{path}: HDF5 read failed (corrupted file?): {type(exc).__name__}: {exc}"
-            ) from exc
+    with _NetworkReader.open(path, error=NetworkFormatError, what=f"{FORMAT_NAME} file") as r:
+        return _read_network(r)

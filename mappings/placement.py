@@ -22,12 +22,14 @@ Methods (``METHODS``):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
 from numba import njit
+
+from mappings.checks import check_rng, positive_int
 
 METHODS: tuple[str, ...] = ("sequential", "random", "annealing", "spectral")
 ANNEALING_OPTIONS: tuple[str, ...] = ("steps", "initial_temperature", "cooling")
@@ -113,12 +115,8 @@ def _check_traffic(traffic) -> np.ndarray:
 def _check_grid(grid) -> tuple[int, int]:
     if not isinstance(grid, (Sequence, np.ndarray)) or len(grid) != 2:
         raise PlacementError(f"grid must be (rows, cols), got {grid!r}")
-    out = []
-    for name, v in zip(("rows", "cols"), grid):
-        if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
-            raise PlacementError(f"grid {name} must be an integer >= 1, got {v!r}")
-        out.append(int(v))
-    return out[0], out[1]
+    rows = positive_int(grid[0], "grid rows", PlacementError)
+    return rows, positive_int(grid[1], "grid cols", PlacementError)
 
 
 def _check_fits(n: int, grid: tuple[int, int]) -> None:
@@ -128,15 +126,6 @@ def _check_fits(n: int, grid: tuple[int, int]) -> None:
             f"{n} logical cores are needed but the {rows}x{cols} grid has only "
             f"{rows * cols} cells; use a grid with at least {n} cells"
         )
-
-
-def _check_rng(rng, method: str) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise PlacementError(
-            f"placement method {method!r} needs rng, a seeded numpy.random.Generator, "
-            f"got {type(rng).__name__}"
-        )
-    return rng
 
 
 def _symmetric(t: np.ndarray) -> np.ndarray:
@@ -462,15 +451,16 @@ def place(
         raise PlacementError(f"placement method {method!r} takes no options, got {sorted(options)}")
     n = t.shape[0]
     _check_fits(n, g)
+    needs = f"rng of placement method {method!r}"
     if method == "sequential":
         cells = _sequential_cells(n)
     elif method == "random":
-        cells = _random_cells(n, g[0] * g[1], _check_rng(rng, method))
+        cells = _random_cells(n, g[0] * g[1], check_rng(rng, needs, PlacementError))
     elif method == "spectral":
         cells = _spectral_cells(_symmetric(t), g)
     else:
         steps, t0, cooling = _annealing_options(options, n)
-        cells = _anneal_cells(t, g, _check_rng(rng, method), steps, t0, cooling)
+        cells = _anneal_cells(t, g, check_rng(rng, needs, PlacementError), steps, t0, cooling)
     return Placement(_cells_to_positions(cells, g[1]), g, method)
 
 
@@ -515,9 +505,12 @@ def placement_report(
     grid: tuple[int, int],
     rng: np.random.Generator,
     methods: Sequence[str] = ("sequential", "random", "annealing"),
+    progress: Callable[[str], None] | None = None,
     **options,
 ) -> PlacementReport:
-    """Place with each method in turn (sharing ``rng``); ``options`` go to annealing."""
+    """Place with each method in turn (sharing ``rng``); ``options`` go to annealing.
+
+    ``progress(method)`` is called after each method's placement is done."""
     t = _check_traffic(traffic)
     g = _check_grid(grid)
     methods = tuple(methods)
@@ -526,7 +519,11 @@ def placement_report(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise PlacementError(f"unknown placement method(s) {unknown}; valid: {list(METHODS)}")
-    placements = {m: place(t, g, m, rng, **(options if m == "annealing" else {})) for m in methods}
+    placements = {}
+    for m in methods:
+        placements[m] = place(t, g, m, rng, **(options if m == "annealing" else {}))
+        if progress is not None:
+            progress(m)
     off_diag = float(t.sum() - np.trace(t))
     return PlacementReport(
         grid=g,

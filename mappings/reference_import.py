@@ -82,6 +82,35 @@ def _layer_keys(keys: list[str], where: str) -> list[tuple[int, str, str]]:
     return layers
 
 
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; an empty archive
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _require_zip(path: Path) -> None:
+    """Refuse files that are not zip archives before numpy guesses (it would call a text
+    file "pickled data"), naming what the file looks like instead."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise NetworkFormatError(f"{path}: cannot read: {exc}") from exc
+    if head[:4] in _ZIP_MAGIC:
+        return
+    if head.startswith(_HDF5_MAGIC):
+        seen = "an HDF5 file (already a network file? use it directly)"
+    elif head.startswith(_NPY_MAGIC):
+        seen = "a single .npy array"
+    elif not head:
+        seen = "an empty file"
+    else:
+        seen = f"neither a zip archive nor HDF5 (starts with {head[:8]!r})"
+    raise NetworkFormatError(
+        f"{path}: not an .npz archive: {seen}; expected a zip of .npy arrays C0, W0, C1, W1, "
+        "... as written by numpy.savez"
+    )
+
+
 def import_reference_npz(
     path: str | os.PathLike,
     *,
@@ -89,11 +118,13 @@ def import_reference_npz(
     last_activation: Activation = _LINEAR,
     readout: Readout | None = None,
     input_spec: InputSpec = _INPUT,
+    readout_kind: str = "capsule",
 ) -> Network:
     """Build a :class:`Network` of ScRRAMBLe layers from a reference ``.npz`` archive.
 
     ``activation`` follows every layer but the last, which gets ``last_activation``. ``readout``
-    defaults to a capsule readout with one class per destination core of the last layer.
+    defaults to a ``readout_kind`` readout: ``"capsule"`` with one class per destination core
+    of the last layer, or ``"logits"`` with one class per output of the last layer.
     Routing may be stored as floats but must be integral-valued; it becomes int8. Weights
     become float32. Shapes, layer chaining (and the first layer against ``input_spec``), balance
     and finiteness are validated; errors raise :class:`NetworkFormatError` naming file and key.
@@ -102,6 +133,7 @@ def import_reference_npz(
     where = str(path)
     if not path.is_file():
         raise NetworkFormatError(f"{where}: no such file; expected a reference .npz archive")
+    _require_zip(path)
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -135,7 +167,13 @@ def import_reference_npz(
             check_chaining(layer.n_in, width, cw, source)
             width, source = layer.n_out, f"{ckey}/{wkey}"
             layers.append(layer)
-    if readout is None:
+    if readout is None and readout_kind == "logits":
+        readout = Readout("logits", width)
+    elif readout is None:
+        if readout_kind != "capsule":
+            raise NetworkFormatError(
+                f"readout_kind must be 'capsule' or 'logits', got {readout_kind!r}"
+            )
         n_cls = layers[-1].n_dst_cores
         if n_cls < 2:
             raise NetworkFormatError(

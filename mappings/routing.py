@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mappings.checks import check_rng, positive_int, probability
+
 ROUTING_DTYPE = np.int8
 
 
@@ -35,20 +37,12 @@ class RoutingSpec:
         return self.core_size // self.slot_size
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
-        raise RoutingError(f"{name} must be a positive integer, got {value!r}")
-    if not np.isfinite(value) or int(value) != value or value < 1:
-        raise RoutingError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def validate_geometry(n_src_cores: int, n_dst_cores: int, core_size: int, slot_size: int) -> int:
     """Check core/slot geometry and return the number of slots per core."""
-    _positive_int("n_src_cores", n_src_cores)
-    _positive_int("n_dst_cores", n_dst_cores)
-    core_size = _positive_int("core_size", core_size)
-    slot_size = _positive_int("slot_size", slot_size)
+    positive_int(n_src_cores, "n_src_cores", RoutingError)
+    positive_int(n_dst_cores, "n_dst_cores", RoutingError)
+    core_size = positive_int(core_size, "core_size", RoutingError)
+    slot_size = positive_int(slot_size, "slot_size", RoutingError)
     if core_size % slot_size:
         raise RoutingError(
             f"slot_size {slot_size} must divide core_size {core_size} "
@@ -106,14 +100,8 @@ def draw_routing(
 ) -> RoutingDraw:
     """Like :func:`generate_routing`, also returning the drawn fan-out per source slot."""
     slots = validate_geometry(n_src_cores, n_dst_cores, core_size, slot_size)
-    if not isinstance(rng, np.random.Generator):
-        raise RoutingError("rng must be a numpy.random.Generator (seeded), got " + type(rng).__name__)
-    if (
-        isinstance(p, bool)
-        or not isinstance(p, (int, float, np.integer, np.floating))
-        or not (0.0 <= float(p) <= 1.0)
-    ):
-        raise RoutingError(f"connection probability p must lie in [0, 1], got {p!r}")
+    check_rng(rng, "rng", RoutingError)
+    p = probability(p, "connection probability p", RoutingError)
     n_src = n_src_cores * slots
     n_dst = n_dst_cores * slots
     beta = rng.binomial(n_dst, p, size=n_src)

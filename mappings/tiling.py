@@ -32,6 +32,7 @@ from typing import Literal
 
 import numpy as np
 
+from mappings.checks import positive_int
 from mappings.encodings import (
     ENCODINGS,
     devices_per_weight,
@@ -186,12 +187,6 @@ class ChipPlan:
 # ------------------------------------------------------------------------------ geometry
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise TilingError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -200,8 +195,8 @@ def tile_dims(core_rows: int, core_cols: int, encoding: str) -> tuple[int, int]:
     """(inputs_per_tile, outputs_per_tile) of one physical core under ``encoding``."""
     if encoding not in ENCODINGS:
         raise TilingError(f"unknown encoding {encoding!r}; valid encodings: {list(ENCODINGS)}")
-    rows = _positive_int(core_rows, "core_rows")
-    cols = _positive_int(core_cols, "core_cols")
+    rows = positive_int(core_rows, "core_rows", TilingError)
+    cols = positive_int(core_cols, "core_cols", TilingError)
     ipt = rows // rows_per_input(encoding)
     opt = cols - reference_columns(encoding)
     if ipt < 1:
@@ -237,8 +232,8 @@ def _layer_shape(layer) -> tuple[str, int, int, int, int, int]:
         return "dense", 1, layer.n_out, layer.n_in, layer.n_in, 0
     if isinstance(layer, tuple) and len(layer) == 3 and layer[0] == "dense":
         # ("dense", n_in, n_out): a shape-only dense layer (baselines)
-        n_in = _positive_int(layer[1], "shape-only dense layer n_in")
-        n_out = _positive_int(layer[2], "shape-only dense layer n_out")
+        n_in = positive_int(layer[1], "shape-only dense layer n_in", TilingError)
+        n_out = positive_int(layer[2], "shape-only dense layer n_out", TilingError)
         return "dense", 1, n_out, n_in, n_in, 0
     raise TilingError(f"cannot tile a layer of type {type(layer).__name__}")
 
@@ -318,7 +313,7 @@ def plan_layers(
         raise TilingError(f"activation_bits must be an integer (0 = float), got {activation_bits!r}")
     if activation_bits < 0:
         raise TilingError(f"activation_bits must be >= 0 (0 = float), got {activation_bits}")
-    psum = _positive_int(psum_bits, "psum_bits")
+    psum = positive_int(psum_bits, "psum_bits", TilingError)
     act = int(activation_bits) or FLOAT_ACTIVATION_BITS
     layers = _layers(layers)
     ipt, opt = tile_dims(core_rows, core_cols, encoding)

@@ -49,8 +49,11 @@ def files(tmp_path):
 
 
 def run_json(cli, capsys, *argv):
-    assert cli(["map", *map(str, argv), "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    assert cli(["map", *map(str, argv), "--json", "--no-progress"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["command"] == "map" and d["seconds"] > 0
+    d.pop("seconds")  # wall time: the only key allowed to differ between identical runs
+    return d
 
 
 def test_json_report(cli, capsys, files):
@@ -119,9 +122,25 @@ def test_text_report(cli, capsys, files):
 
 
 def test_default_chip(cli, capsys, files):
-    _, net_path, _ = files
+    """Counts on the packaged default chip (8 x 8 cores of 256 x 256, 'single', 8-bit
+    activations), all computable from the network's shapes."""
+    net, net_path, _ = files
     d = run_json(cli, capsys, net_path)
-    assert d["cores_available"] == 64 and d["chip"].endswith("default_chip.toml")
+    assert d["chip"].endswith("default_chip.toml") and d["grid"] == [8, 8]
+    assert d["cores_available"] == 64 and d["encoding"] == "single"
+    # one 256 x 256 crossbar per destination core: 6 hidden + 2 output cores
+    assert d["cores_used"] == 6 + 2
+    n_w = (6 + 2) * 256 * 256
+    assert d["devices"] == {"single": n_w, "differential": 2 * n_w, "offset": n_w + 8 * 2 * 256}
+    assert [la["devices"]["single"] for la in d["layers"]] == [6 * 256 * 256, 2 * 256 * 256]
+    links = [routing_stats(layer.routing).n_links for layer in net.layers]
+    assert d["traffic"]["inter_core_bits"] == links[1] * 64 * 8  # slots of 64, 8-bit
+    assert d["placement"]["method"] == "sequential" and d["seed"] == 0
+    # the text report prints the same numbers
+    assert cli(["map", str(net_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "physical cores: 8 used of 64" in out
+    assert f"single {n_w:,}, differential {2 * n_w:,}" in out
 
 
 def test_differential_chip_doubles_cores(cli, capsys, files, tmp_path):
@@ -161,7 +180,7 @@ def test_chip_errors(cli, capsys, files, tmp_path, chip_text, needles):
     _, net_path, _ = files
     chip = tmp_path / "chip.toml"
     chip.write_text(chip_text)
-    assert cli(["map", str(net_path), "--chip", str(chip)]) == 2
+    assert cli(["map", str(net_path), "--chip", str(chip), "--no-progress"]) == 2
     cap = capsys.readouterr()
     assert cap.out == ""
     assert cap.err.startswith("scrramble-sim map: error: ")
@@ -183,8 +202,11 @@ def test_network_errors(cli, capsys, tmp_path, files):
 
 def test_negative_seed_is_a_clear_error(cli, capsys, files):
     net, net_path, chip = files
-    assert cli(["map", str(net_path), "--chip", str(chip), "--seed", "-1"]) == 2
-    assert "--seed must be an integer >= 0, got -1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli(["map", str(net_path), "--chip", str(chip), "--seed", "-1"])
+    assert exit_.value.code == 2
+    assert "scrramble-sim map: error: argument --seed: expected an integer 0 <= seed < 2**63" in (
+        capsys.readouterr().err)
     from mappings.placement import PlacementError
     from sim.chip.config import load_chip_config
     from sim.chip.mapping_report import map_network

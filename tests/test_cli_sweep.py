@@ -34,7 +34,20 @@ def work(tmp_path_factory):
 
 def _json(capsys, argv) -> dict:
     assert main(argv) == 0
-    return json.loads(capsys.readouterr().out)
+    d = json.loads(capsys.readouterr().out)
+    assert set(d) <= _documented_keys(argv[0]), set(d) - _documented_keys(argv[0])
+    return d
+
+
+def _documented_keys(name: str) -> set[str]:
+    """JSON keys in the tables of the command's section of docs/cli.md."""
+    import re
+
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    start = text.index(f"## `scrramble-sim {name}")
+    end = text.find("\n## ", start + 1)
+    rows = [r for r in text[start: end if end > 0 else None].splitlines() if r.startswith("| `")]
+    return {k for r in rows for k in re.findall(r"`([a-z_]+)`", r.split("|")[1])}
 
 
 def test_sweep_then_report(work, tmp_path, capsys):
@@ -84,7 +97,7 @@ def test_argument_errors(work, tmp_path, capsys):
     spec.write_text(spec_text(work, '"adc.bits" = [4]\n'))
     for argv, expected in (
         (["--workers", "-1"], "--workers must be >= 0"),
-        (["--workers", str((os.cpu_count() or 1) + 1)], "exceeds the"),
+        (["--workers", str(len(os.sched_getaffinity(0)) + 1)], "exceeds the"),
         (["--task-timeout", "0"], "--task-timeout must be > 0"),
     ):
         assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), *argv]) == 2
@@ -133,7 +146,7 @@ def test_demo_reuses_its_network(tmp_path, capsys, work):
     net = build_scrramble_network(hidden_cores=(2,), rng=np.random.default_rng(3))
     save_network(net, out / "net.h5")
     d = _json(capsys, ["demo", "--out", str(out), "--data", str(work / "data"), "--samples",
-                       "40", "--sweep-samples", "30", "--workers", "0", "--json",
+                       "40", "--sweep-samples", "30", "--in-process", "--json",
                        "--no-progress"])
     assert d["command"] == "demo" and d["network_origin"] == "reused"
     assert set(d["chips"]) == {"ideal chip", "RRAM chip (rram_wan2022)"}
@@ -146,7 +159,7 @@ def test_demo_reuses_its_network(tmp_path, capsys, work):
     assert (out / "summary.md").read_text().startswith("## scrramble-sim demo")
     assert d["packet_network"] is None and packet_network_step(out / "net.h5", out) is None
     again = _json(capsys, ["demo", "--out", str(out), "--data", str(work / "data"),
-                           "--samples", "40", "--sweep-samples", "30", "--workers", "0",
+                           "--samples", "40", "--sweep-samples", "30", "--in-process",
                            "--json", "--no-progress"])
     assert again["sweep"]["computed"] == 0 and again["sweep"]["skipped"] == 30
 

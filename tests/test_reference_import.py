@@ -270,12 +270,22 @@ def test_readout_errors(tmp_path):
 def test_not_an_npz(tmp_path):
     text = tmp_path / "ref.npz"
     text.write_text("hello")
-    with pytest.raises(NetworkFormatError, match=r"cannot read as \.npz"):
+    with pytest.raises(NetworkFormatError, match=r"ref\.npz: not an \.npz archive") as err:
         import_reference_npz(text, input_spec=SPEC)
+    assert "pickle" not in str(err.value) and "b'hello'" in str(err.value)
     single = tmp_path / "single.npy"
     np.save(single, np.zeros(3))
-    with pytest.raises(NetworkFormatError, match="single array"):
+    with pytest.raises(NetworkFormatError, match="a single .npy array"):
         import_reference_npz(single, input_spec=SPEC)
+    h5 = tmp_path / "net.h5"
+    save_network(import_reference_npz(write_npz(tmp_path / "r.npz", reference_arrays()),
+                                      input_spec=SPEC), h5)
+    with pytest.raises(NetworkFormatError, match="an HDF5 file"):
+        import_reference_npz(h5, input_spec=SPEC)
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    with pytest.raises(NetworkFormatError, match="an empty file"):
+        import_reference_npz(empty, input_spec=SPEC)
     with pytest.raises(NetworkFormatError, match="no such file"):
         import_reference_npz(tmp_path / "absent.npz")
     truncated = tmp_path / "cut.npz"

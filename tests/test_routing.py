@@ -143,7 +143,7 @@ def test_invalid_arguments_raise(kwargs, match):
     ],
 )
 def test_bad_core_counts_raise(n_src, n_dst, name):
-    with pytest.raises(RoutingError, match=f"{name} must be a positive integer"):
+    with pytest.raises(RoutingError, match=f"{name} must be an integer >= 1"):
         generate_routing(n_src, n_dst, rng=np.random.default_rng(0))
 
 

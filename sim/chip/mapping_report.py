@@ -9,10 +9,12 @@ geometry, with partial sums between row tiles (:func:`mappings.tiling.plan_dense
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from mappings.checks import check_seed
 from mappings.encodings import ENCODINGS
 from mappings.placement import PlacementError, PlacementReport, placement_report
 from mappings.tiling import ChipPlan, LayerTiling, layer_tilings, plan_dense_baseline
@@ -257,16 +259,21 @@ def compare_with_dense(network, config: ChipConfig, plan: ChipPlan | None = None
 
 
 def map_network(
-    network, config: ChipConfig, *, seed: int, placement: str | None = None
+    network,
+    config: ChipConfig,
+    *,
+    seed: int,
+    placement: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> MappingReport:
     """Tile ``network`` onto the chip, check it fits, count devices and traffic, and place it
     (sequential, random, annealing and the configured method, all from ``seed``).
 
     ``placement`` overrides ``config.mapping.placement``. Raises ChipConfigError when the
     network does not fit or the encoding cannot map it, PlacementError for a bad seed.
+    ``progress(step)`` is called after tiling (``"tiling"``) and after each placement method.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise PlacementError(f"placement seed must be an integer >= 0, got {seed!r}")
+    seed = check_seed(seed, "placement seed", PlacementError)
     if placement is not None and placement != config.mapping.placement:
         config = config.replace(mapping={"placement": placement})
     enc = config.mapping.encoding
@@ -279,10 +286,12 @@ def map_network(
         )
     plan = plan_for_chip(network, config)
     totals, per_layer = count_devices(network, config)
+    if progress is not None:
+        progress("tiling")
     method = config.mapping.placement
     methods = COMPARED_PLACEMENTS + (() if method in COMPARED_PLACEMENTS else (method,))
     rng = np.random.default_rng(seed)
-    report = placement_report(plan.traffic_bits, config.grid, rng, methods)
+    report = placement_report(plan.traffic_bits, config.grid, rng, methods, progress=progress)
     return MappingReport(
         chip_source=config.source,
         config=config,

@@ -31,16 +31,16 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 
 from devices.models import drift_compensation_factor
+from mappings.checks import check_seed
 from mappings.encodings import EncodingError, encode_matrix, reference_columns
 from mappings.network import DenseLayer, Network, ScrrambleLayer
 from mappings.routing import is_balanced
-from mappings.safe_files import atomic_write, open_hdf5
+from mappings.safe_files import H5Reader, atomic_write, open_hdf5
 from mappings.tiling import ChipPlan, LayerTiling
 from sim.chip.config import ChipConfig, chip_config_from_dict, plan_for_chip
 
@@ -241,12 +241,6 @@ def layer_rng(seed: int, layer: int, n_layers: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(int(seed)).spawn(n_layers)[layer])
 
 
-def _check_seed(seed: Any, what: str) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ProgrammingError(f"{what} must be an integer >= 0, got {seed!r}")
-    return int(seed)
-
-
 # ----------------------------------------------------------------------------- programming
 
 
@@ -256,7 +250,7 @@ def program_chip(network: Network, config: ChipConfig, seed: int) -> ChipInstanc
     Raises ChipConfigError (the network does not fit the chip) or ProgrammingError (an
     encoding that cannot represent a layer, e.g. 'single' on a dense layer).
     """
-    seed = _check_seed(seed, "programming seed")
+    seed = check_seed(seed, "programming seed", ProgrammingError)
     plan = plan_for_chip(network, config, check=True)
     device = config.device
     enc, scaling = config.mapping.encoding, config.mapping.scaling
@@ -314,7 +308,7 @@ def age(instance: ChipInstance, t: float, seed: int) -> ChipInstance:
         np.isfinite(t) and t >= 0
     ):
         raise ProgrammingError(f"retention time must be a finite number >= 0 seconds, got {t!r}")
-    seed = _check_seed(seed, "retention seed")
+    seed = check_seed(seed, "retention seed", ProgrammingError)
     device = instance.config.device
     out = []
     for i, layer in enumerate(instance.layers):
@@ -390,57 +384,6 @@ def _write(f: h5py.File, inst: ChipInstance) -> None:
                 )
 
 
-class _Reader:
-    def __init__(self, f: h5py.File, path: Path) -> None:
-        self.f, self.path = f, path
-
-    def error(self, where: str, msg: str) -> ChipInstanceError:
-        return ChipInstanceError(f"{self.path}: {where}: {msg}")
-
-    def attr(self, obj, name: str, kind: type) -> Any:
-        where = f"{obj.name} attribute {name!r}"
-        if name not in obj.attrs:
-            raise self.error(where, "missing")
-        v = obj.attrs[name]
-        if kind is str:
-            if isinstance(v, bytes):
-                v = v.decode("utf-8", "replace")
-            if not isinstance(v, str):
-                raise self.error(where, f"expected a string, got {type(v).__name__}")
-            return v
-        if not np.isscalar(v) or isinstance(v, (str, bytes)):
-            raise self.error(where, f"expected a number, got {v!r}")
-        try:
-            out = kind(v)
-        except (TypeError, ValueError):
-            raise self.error(where, f"expected a number, got {v!r}") from None
-        if kind is float and not np.isfinite(out):
-            raise self.error(where, f"expected a finite number, got {out}")
-        return out
-
-    def array(self, group, name: str, shape: tuple, dtype, required: bool = True):
-        where = f"dataset {group.name}/{name}"
-        if name not in group:
-            if required:
-                raise self.error(where, f"missing; expected shape {shape}")
-            return None
-        ds = group[name]
-        if not isinstance(ds, h5py.Dataset):
-            raise self.error(where, "is not a dataset")
-        if ds.shape != shape:
-            raise self.error(where, f"shape {ds.shape}; expected {shape}")
-        try:
-            a = ds[()]
-        except (OSError, ValueError, KeyError) as exc:
-            raise self.error(where, f"unreadable (corrupt or truncated file?): {exc}") from None
-        if a.dtype.kind != np.dtype(dtype).kind:
-            raise self.error(where, f"dtype {a.dtype}; expected {np.dtype(dtype).name}")
-        a = np.ascontiguousarray(a, dtype=dtype)
-        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-            raise self.error(where, "holds NaN or infinite values")
-        return a
-
-
 def load_instance(
     path: str | os.PathLike, network: Network, config: ChipConfig | None = None
 ) -> ChipInstance:
@@ -455,12 +398,12 @@ def load_instance(
     path = Path(path)
     with open_hdf5(path, error=ChipInstanceError, what="chip-instance file") as f:
         try:
-            return _read(_Reader(f, path), network, config)
+            return _read(H5Reader(f, path, ChipInstanceError), network, config)
         except (OSError, KeyError, RuntimeError) as exc:  # h5py errors on damaged files
             raise ChipInstanceError(f"{path}: damaged chip-instance file: {exc}") from None
 
 
-def _read(r: _Reader, network: Network, config: ChipConfig | None) -> ChipInstance:
+def _read(r: H5Reader, network: Network, config: ChipConfig | None) -> ChipInstance:
     f = r.f
     fmt = r.attr(f, "format", str)
     if fmt != FORMAT_NAME:

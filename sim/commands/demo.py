@@ -19,14 +19,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 from mappings.safe_files import atomic_write
 from sim.commands import CommandError, CommandResult
-from sim.commands.sweep import add_progress_flag
+from sim.commands.common import (
+    add_seed_argument,
+    add_threads_argument,
+    positive_int,
+)
 
 HELP = "train (or reuse) a small network, simulate it on ideal and RRAM chips, run a sweep"
 
@@ -49,35 +52,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="DIR", type=Path, default=None,
                         help="Fashion-MNIST IDX directory (default: $SCRRAMBLE_DATA, then "
                         "/usr/share/datasets/fashion-mnist)")
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+    parser.add_argument("--epochs", type=positive_int, default=DEFAULT_EPOCHS,
                         help=f"training epochs of a new network (default: {DEFAULT_EPOCHS})")
-    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, metavar="N",
+    parser.add_argument("--samples", type=positive_int, default=DEFAULT_SAMPLES, metavar="N",
                         help=f"test images of the ideal / RRAM chip runs (default: "
                         f"{DEFAULT_SAMPLES})")
-    parser.add_argument("--sweep-samples", type=int, default=DEFAULT_SWEEP_SAMPLES,
+    parser.add_argument("--sweep-samples", type=positive_int, default=DEFAULT_SWEEP_SAMPLES,
                         metavar="N", help="test images per sweep point (default: "
                         f"{DEFAULT_SWEEP_SAMPLES})")
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="Dask workers of the sweep (default: the CPU count); 0 = in "
-                        "this process")
-    add_progress_flag(parser)
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the sweep in this process instead of on a local Dask cluster")
+    add_threads_argument(parser, "training threads, then one-thread Dask workers of the sweep")
+    add_seed_argument(parser, "the training run and the simulated chip instances (S and S + 1)")
 
 
 def _check(args: argparse.Namespace) -> int:
-    for name in ("epochs", "samples", "sweep_samples"):
-        v = getattr(args, name)
-        if v < 1:
-            raise CommandError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
-    cpus = os.cpu_count() or 1
-    workers = min(2, cpus) if args.workers is None else args.workers
-    if not 0 <= workers <= cpus:
-        raise CommandError(f"--workers must be 0..{cpus} (the CPU count), got {workers}")
     if args.out.exists() and not args.out.is_dir():
         raise CommandError(f"--out {args.out}: exists and is not a directory")
-    return workers
+    return 0 if args.in_process else args.threads
 
 
-def sweep_spec(net: Path, data: Path | None, samples: int) -> str:
+def sweep_spec(net: Path, data: Path | None, samples: int, seed: int = 0) -> str:
     """The demo's sweep specification (TOML text)."""
     data_line = "" if data is None else f'data = "{Path(data).resolve()}"\n'
     return (
@@ -86,7 +81,7 @@ def sweep_spec(net: Path, data: Path | None, samples: int) -> str:
         f'network = "{net.resolve()}"\n'
         'dataset = "fashion-mnist"\n'
         f"{data_line}"
-        "seeds = 2\n"
+        f"seeds = [{seed}, {seed + 1}]\n"
         f"samples = {samples}\n\n"
         "[fixed]\n"
         '"device.programming.kind" = "proportional"   # sigma = p * G\n\n'
@@ -110,7 +105,8 @@ def _train(args, net_path: Path, progress: bool) -> None:
     from sim.commands.train import run as train_run
 
     argv = ["train", "--out", str(net_path), "--epochs", str(args.epochs),
-            "--checkpoint", str(args.out / "train_checkpoint.h5"), "--resume"]
+            "--checkpoint", str(args.out / "train_checkpoint.h5"), "--resume",
+            "--seed", str(args.seed), "--threads", str(args.threads)]
     if args.data is not None:
         argv += ["--data", str(args.data)]
     targs = build_parser().parse_args(argv)
@@ -118,14 +114,17 @@ def _train(args, net_path: Path, progress: bool) -> None:
     train_run(targs)
 
 
-def _chip_runs(net_path: Path, data: Path | None, samples: int, progress: bool) -> dict:
+def _chip_runs(
+    net_path: Path, data: Path | None, samples: int, seed: int, progress: bool
+) -> dict:
     """Ideal and realistic chips through the sweep adapter (one point each)."""
     from tqdm import tqdm
 
     from sim.sweep import PointEvaluator, sweep_from_dict
 
     out = {}
-    spec = {"sweep": {"network": str(net_path), "dataset": "fashion-mnist", "samples": samples}}
+    spec = {"sweep": {"network": str(net_path), "dataset": "fashion-mnist", "samples": samples,
+                      "seeds": [seed]}}
     if data is not None:
         spec["sweep"]["data"] = str(data)
     evaluator = PointEvaluator()
@@ -174,16 +173,23 @@ def run(args: argparse.Namespace) -> CommandResult:
         network = load_network(net_path)
     except NetworkFormatError as exc:
         raise CommandError(f"{exc} (delete it to train again)") from None
-    float_acc = evaluate_accuracy(network, test_x, test_y, threads=1)
+    trained_seed = network.metadata.get("seed")
+    if trained_seed is not None and int(trained_seed) != args.seed:
+        raise CommandError(
+            f"--seed {args.seed}: {net_path} was trained with seed {trained_seed}; pass "
+            f"--seed {trained_seed} or another --out"
+        )
+    float_acc = evaluate_accuracy(network, test_x, test_y, threads=args.threads)
 
     try:
         t = time.perf_counter()
-        chips = _chip_runs(net_path, args.data, min(args.samples, len(test_x)), progress)
+        chips = _chip_runs(net_path, args.data, min(args.samples, len(test_x)), args.seed,
+                           progress)
         timings["chips"] = time.perf_counter() - t
 
         t = time.perf_counter()
         spec_path = out / "sweep.toml"
-        text = sweep_spec(net_path, args.data, args.sweep_samples)
+        text = sweep_spec(net_path, args.data, args.sweep_samples, args.seed)
         atomic_write(spec_path, lambda p: p.write_text(text, encoding="utf-8"))
         sweep = load_sweep(spec_path)
         run = run_sweep(
@@ -236,7 +242,6 @@ def run(args: argparse.Namespace) -> CommandResult:
     text = "\n".join(lines)
     atomic_write(out / "summary.md", lambda p: p.write_text(text + "\n", encoding="utf-8"))
     data = {
-        "command": "demo",
         "out": str(out),
         "network": str(net_path),
         "network_origin": origin,
@@ -249,7 +254,8 @@ def run(args: argparse.Namespace) -> CommandResult:
         "figures": [str(p) for p in [*paths["figures"], *paths["heatmaps"]]],
         "summary_md": str(paths["summary_md"]),
         "packet_network": noc,
-        "seconds": time.perf_counter() - t0,
-        "timings": timings,
+        "seed": args.seed,
+        "threads": args.threads,
+        **{f"{k}_seconds": v for k, v in timings.items()},
     }
     return CommandResult(data=data, text=text)

@@ -30,7 +30,6 @@ def run(args: argparse.Namespace) -> CommandResult:
     except (SweepStoreError, OSError) as exc:
         raise CommandError(str(exc)) from None
     data = {
-        "command": "report",
         "dir": str(args.dir),
         "out": str(out),
         "summary_md": str(paths["summary_md"]),

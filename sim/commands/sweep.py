@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from sim.commands import CommandError, CommandResult
+from sim.commands.common import available_cpus, default_threads
 
 HELP = "run a sweep specification (TOML) over chip parameters and seeds, on Dask"
 
 
 def default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
-
-
-def add_progress_flag(parser: argparse.ArgumentParser) -> None:
-    """``--no-progress`` unless the parser already has it (shared CLI flags)."""
-    if not any("--no-progress" in a.option_strings for a in parser._actions):
-        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    """Local workers by default: the available CPUs, at most 8 (as ``--threads``)."""
+    return default_threads()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output directory (created; a rerun skips finished points)")
     parser.add_argument(
         "--workers", type=int, default=None, metavar="N",
-        help="local Dask cluster of N one-thread worker processes (default: the CPU count, "
-        f"{default_workers()} here); 0 runs in this process without Dask",
+        help="local Dask cluster of N one-thread worker processes, at most the available "
+        f"CPUs (default: {default_workers()}); 0 runs in this process without Dask",
     )
     parser.add_argument(
         "--scheduler", metavar="ADDRESS", default=None,
@@ -41,7 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--task-timeout", type=float, default=3600.0, metavar="S",
         help="give up when no point finishes for S seconds (default: 3600)",
     )
-    add_progress_flag(parser)
 
 
 def run(args: argparse.Namespace) -> CommandResult:
@@ -59,10 +53,10 @@ def run(args: argparse.Namespace) -> CommandResult:
     workers = default_workers() if args.workers is None else args.workers
     if workers < 0:
         raise CommandError(f"--workers must be >= 0, got {workers}")
-    if args.scheduler is None and workers > (os.cpu_count() or 1):
+    if args.scheduler is None and workers > available_cpus():
         raise CommandError(
-            f"--workers {workers} exceeds the {os.cpu_count()} CPUs of this machine (use "
-            "--scheduler for a larger cluster)"
+            f"--workers {workers} exceeds the {available_cpus()} CPUs available to this "
+            "process (use --scheduler for a larger cluster)"
         )
     if args.scheduler is not None and args.workers not in (None, 0):
         raise CommandError("--workers sizes a local cluster; leave it out with --scheduler")
@@ -87,7 +81,6 @@ def run(args: argparse.Namespace) -> CommandResult:
     except (SweepSpecError, SweepRunError, SweepStoreError, PointError) as exc:
         raise CommandError(str(exc)) from None
     data = {
-        "command": "sweep",
         "spec": str(args.spec),
         "out": str(args.out),
         "results": str(result.results),
@@ -98,7 +91,6 @@ def run(args: argparse.Namespace) -> CommandResult:
         "tasks": result.tasks,
         "workers": result.workers,
         "scheduler": result.scheduler,
-        "seconds": result.seconds,
         "compute_seconds": result.compute_seconds,
     }
     where = f"scheduler {args.scheduler}" if args.scheduler else (

@@ -23,7 +23,17 @@ import numpy as np
 from mappings.activations import Activation
 from mappings.builders import BuildError, build_dense_network, build_scrramble_network
 from mappings.network import DenseLayer, InputSpec, Network
-from sim.commands import CommandError, CommandResult
+from sim.commands import CommandError, CommandInterrupted, CommandResult
+from sim.commands.common import (
+    add_limit_argument,
+    add_overwrite_argument,
+    add_seed_argument,
+    add_threads_argument,
+    check_output_path,
+    data_dir,
+    make_parent,
+    positive_int,
+)
 from sim.datasets import DATASETS, IMAGE_SHAPE, N_CLASSES, DatasetError, load_dataset
 from sim.training.checkpoint import CheckpointError
 from sim.training.losses import LOSSES
@@ -31,8 +41,6 @@ from sim.training.optim import OPTIMIZERS, SCHEDULES
 from sim.training.trainer import TrainConfig, TrainConfigError, evaluate_accuracy, train
 
 HELP = "train a ScRRAMBLe (or dense baseline) network on an IDX dataset and save it as HDF5"
-
-DEFAULT_THREADS = 2
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -68,7 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NET.h5",
         type=Path,
         required=True,
-        help="where to write the trained network (HDF5)",
+        help="where to write the trained network (HDF5; missing folders are created; an "
+        "existing file is refused unless --overwrite)",
     )
     g.add_argument(
         "--checkpoint",
@@ -76,23 +85,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="write the training state (network, optimizer, generator, metrics) to this HDF5 "
-        "file after every epoch, atomically (default: no checkpoint); refuses to overwrite an "
-        "existing one unless --resume",
+        "file after every epoch, atomically (default: no checkpoint); an existing one is "
+        "continued with --resume, replaced by a fresh run with --overwrite, refused otherwise",
     )
     g.add_argument(
         "--resume",
         action="store_true",
         help="continue the run recorded in --checkpoint (started fresh if the file does not "
         "exist yet); the result is bit-identical to an uninterrupted run. All other arguments "
-        "must match the interrupted run, except --threads and --no-progress",
+        "must match the interrupted run, except --threads, --no-progress and --overwrite",
     )
+    add_overwrite_argument(g)
     g.add_argument(
         "--limit-train",
         metavar="N",
-        type=int,
+        type=positive_int,
         default=None,
         help="use only the first N training samples (quick runs)",
     )
+    add_limit_argument(g, "test")
 
     g = parser.add_argument_group("architecture")
     g.add_argument(
@@ -115,8 +126,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N[,N...]",
         help="hidden widths of the dense baseline (default: 256)",
     )
-    g.add_argument("--core-size", type=int, default=256, help="crossbar size (default: 256)")
-    g.add_argument("--slot-size", type=int, default=64, help="slot width (default: 64)")
+    g.add_argument(
+        "--core-size", type=int, default=256, metavar="N", help="crossbar size (default: 256)"
+    )
+    g.add_argument(
+        "--slot-size", type=int, default=64, metavar="N", help="slot width (default: 64)"
+    )
     g.add_argument(
         "--p", type=float, default=0.2, help="routing connection probability (default: 0.2)"
     )
@@ -125,12 +140,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--act-bits",
         type=int,
         default=4,
+        metavar="B",
         help="bits of the quantised ReLU (with --activation qrelu; default: 4)",
     )
     g.add_argument(
         "--act-ceiling",
         type=float,
         default=1.0,
+        metavar="C",
         help="clip level of the quantised ReLU (default: 1.0)",
     )
     g.add_argument(
@@ -148,9 +165,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="margin or softmax cross-entropy (default: margin for the capsule "
         "readout, xent for logits and for --arch dense)",
     )
-    g.add_argument("--epochs", type=int, default=d.epochs, help=f"(default: {d.epochs})")
     g.add_argument(
-        "--batch-size", type=int, default=d.batch_size, help=f"(default: {d.batch_size})"
+        "--epochs", type=positive_int, default=d.epochs, metavar="N",
+        help=f"(default: {d.epochs})",
+    )
+    g.add_argument(
+        "--batch-size", type=positive_int, default=d.batch_size, metavar="N",
+        help=f"(default: {d.batch_size})",
     )
     g.add_argument(
         "--lr",
@@ -164,7 +185,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.schedule,
         help=f"learning-rate schedule (default: {d.schedule})",
     )
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument(
+        "--weight-decay", type=float, default=d.weight_decay, metavar="W",
+        help=f"(default: {d.weight_decay})",
+    )
     g.add_argument(
         "--optimizer",
         choices=OPTIMIZERS,
@@ -185,54 +209,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="C",
         help="clip weights to [-C, C] after every step",
     )
-    g.add_argument("--seed", type=int, default=0, help="seeds routing, init, shuffling, noise")
-    g.add_argument(
-        "--threads",
-        type=int,
-        default=DEFAULT_THREADS,
-        help=f"worker threads, each with single-threaded BLAS (default: {DEFAULT_THREADS})",
-    )
-    g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_seed_argument(g, "routing, initialisation, shuffling and weight noise")
+    add_threads_argument(g, "worker threads, each running single-threaded BLAS")
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    def positive(name: str, value) -> None:
-        if value is not None and value < 1:
-            raise CommandError(f"--{name} must be a positive integer, got {value}")
-
-    positive("epochs", args.epochs)
-    positive("batch-size", args.batch_size)
-    positive("threads", args.threads)
-    positive("limit-train", args.limit_train)
     if not (0.0 < args.p <= 1.0):
         raise CommandError(f"--p must lie in (0, 1], got {args.p}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise CommandError(f"--lr must be a positive number, got {args.lr}")
-    out: Path = args.out
-    if out.is_dir():
-        raise CommandError(f"--out {out} is a directory; expected a file path such as net.h5")
-    if not out.parent.is_dir():
-        raise CommandError(f"--out {out}: directory {out.parent} does not exist")
+    out: Path = check_output_path(args.out, "--out", overwrite=args.overwrite)
     ckpt: Path | None = args.checkpoint
     if args.resume and ckpt is None:
         raise CommandError("--resume needs --checkpoint CKPT.h5 (the checkpoint to continue)")
     if ckpt is not None:
-        if ckpt.is_dir():
-            raise CommandError(
-                f"--checkpoint {ckpt} is a directory; expected a file path such as ckpt.h5"
-            )
-        if not ckpt.parent.is_dir():
-            raise CommandError(f"--checkpoint {ckpt}: directory {ckpt.parent} does not exist")
         if ckpt.resolve() == out.resolve():
             raise CommandError(
                 f"--checkpoint {ckpt} is the same file as --out; the final network would "
                 "overwrite the checkpoint. Choose two different paths"
             )
-        if ckpt.exists() and not args.resume:
+        if ckpt.is_file() and not (args.resume or args.overwrite):
             raise CommandError(
-                f"--checkpoint {ckpt} already exists; add --resume to continue that run, or "
-                "remove the file (or choose another path) to start over"
+                f"--checkpoint {ckpt} already exists; add --resume to continue that run, "
+                "--overwrite to start over and replace it, or choose another path"
             )
+        check_output_path(ckpt, "--checkpoint", overwrite=True)
 
 
 def _build(args: argparse.Namespace, spec: InputSpec, n_classes: int) -> Network:
@@ -282,7 +283,6 @@ def count_routed_parameters(network: Network) -> int:
 
 
 def run(args: argparse.Namespace) -> CommandResult:
-    t_start = time.perf_counter()
     _check_args(args)
     readout = "logits" if args.arch == "dense" else args.readout
     loss = args.loss or ("margin" if readout == "capsule" else "xent")
@@ -311,11 +311,16 @@ def run(args: argparse.Namespace) -> CommandResult:
     try:
         train_x, train_y = load_dataset(args.dataset, args.data, "train")
         test_x, test_y = load_dataset(args.dataset, args.data, "test")
+        source = data_dir(args.dataset, args.data, "train")
     except DatasetError as exc:
         raise CommandError(str(exc)) from None
     if args.limit_train is not None:
         train_x, train_y = train_x[: args.limit_train], train_y[: args.limit_train]
+    if args.limit is not None:
+        test_x, test_y = test_x[: args.limit], test_y[: args.limit]
 
+    if args.checkpoint is not None:
+        make_parent(args.checkpoint, "--checkpoint")
     try:
         trained, metrics = train(
             network,
@@ -328,9 +333,17 @@ def run(args: argparse.Namespace) -> CommandResult:
             threads=args.threads,
             checkpoint=args.checkpoint,
             resume=args.resume,
+            overwrite=args.overwrite,
         )
     except (TrainConfigError, CheckpointError) as exc:
         raise CommandError(str(exc)) from None
+    except KeyboardInterrupt:
+        if args.checkpoint is not None and args.checkpoint.is_file():
+            raise CommandInterrupted(
+                f"checkpoint {args.checkpoint} holds the last finished epoch; rerun the same "
+                "command with --resume to continue"
+            ) from None
+        raise
     t_eval = time.perf_counter()
     test_acc = evaluate_accuracy(trained, test_x, test_y, threads=args.threads)
     eval_seconds = time.perf_counter() - t_eval
@@ -344,6 +357,7 @@ def run(args: argparse.Namespace) -> CommandResult:
             "n_train": len(train_x),
             "n_test": len(test_x),
             "limit_train": args.limit_train,
+            "limit": args.limit,
             "epochs": config.epochs,
             "seed": config.seed,
             "threads": args.threads,
@@ -356,29 +370,32 @@ def run(args: argparse.Namespace) -> CommandResult:
 
     from mappings.h5format import NetworkFormatError, save_network
 
+    make_parent(args.out, "--out")
     try:
         path = save_network(final, args.out)
     except NetworkFormatError as exc:
         raise CommandError(str(exc)) from None
 
     n_params = count_parameters(final)
-    total = time.perf_counter() - t_start
     data = {
-        "command": "train",
-        "out": str(path),
+        "network": str(path),
         "dataset": args.dataset,
+        "data": source,
+        "split": "test",
         "arch": args.arch,
         "readout": readout,
         "loss": loss,
         "n_train": len(train_x),
-        "n_test": len(test_x),
+        "n_samples": len(test_x),
+        "limit_train": args.limit_train,
+        "limit": args.limit,
+        "accuracy": test_acc,
         "train_accuracy": train_acc,
-        "test_accuracy": test_acc,
         "train_seconds": metrics["seconds"],
         "eval_seconds": eval_seconds,
-        "total_seconds": total,
         "parameters": n_params,
         "parameters_routed": count_routed_parameters(final),
+        "seed": args.seed,
         "threads": args.threads,
         "config": config.as_dict(),
         "architecture": dict(network.metadata),

@@ -41,7 +41,7 @@ import numpy as np
 
 from mappings.h5format import NetworkFormatError, load_network, save_network
 from mappings.network import DTYPE, DenseLayer, Network, ScrrambleLayer
-from mappings.safe_files import atomic_write, open_hdf5
+from mappings.safe_files import H5Reader, atomic_write
 
 FORMAT_NAME = "scrramble-checkpoint"
 FORMAT_VERSION = 1
@@ -274,117 +274,44 @@ def _write_state(f: h5py.File, ckpt: Checkpoint, texts: dict[str, str]) -> None:
 # Reading.
 
 
-class _Reader:
-    def __init__(self, f: h5py.File, path: Path) -> None:
-        self.f, self.path = f, path
-
-    def error(self, where: str, msg: str) -> CheckpointError:
-        return CheckpointError(f"{self.path}: {where}: {msg}")
-
-    def group(self, parent: h5py.Group, name: str, what: str) -> h5py.Group:
-        where = f"{parent.name.rstrip('/')}/{name}"
-        obj = parent.get(name)
-        if not isinstance(obj, h5py.Group):
-            found = "missing" if obj is None else f"a {type(obj).__name__}"
-            raise self.error(where, f"{found}; expected a group ({what})")
-        return obj
-
-    def attr(self, obj: h5py.HLObject, name: str, what: str) -> Any:
-        where = f"{obj.name}@{name}"
-        if name not in obj.attrs:
-            raise self.error(where, f"missing attribute; expected {what}")
-        try:
-            v = obj.attrs[name]
-        except (OSError, TypeError, ValueError) as exc:
-            raise self.error(where, f"unreadable attribute ({exc})") from exc
-        if isinstance(v, (bytes, np.bytes_)):
-            v = v.decode("utf-8", errors="replace")
-        return v.item() if isinstance(v, np.generic) else v
-
-    def integer(self, obj: h5py.HLObject, name: str, what: str, low: int = 0) -> int:
-        v = self.attr(obj, name, what)
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise self.error(f"{obj.name}@{name}", f"value {v!r}; expected {what}")
-        return v
-
-    def json(self, obj: h5py.HLObject, name: str, kind: type, what: str) -> Any:
-        v = self.attr(obj, name, what)
-        where = f"{obj.name}@{name}"
-        if not isinstance(v, str):
-            raise self.error(where, f"value {v!r} is not text; expected JSON ({what})")
-        try:
-            out = json.loads(v)
-        except json.JSONDecodeError as exc:
-            raise self.error(where, f"invalid JSON ({exc}); expected {what}") from None
-        if not isinstance(out, kind):
-            raise self.error(where, f"is a JSON {type(out).__name__}; expected {what}")
-        return out
-
-    def array(self, group: h5py.Group, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
-        where = f"{group.name}/{name}"
-        ds = group.get(name)
-        if not isinstance(ds, h5py.Dataset):
-            found = "missing" if ds is None else f"a {type(ds).__name__}"
-            raise self.error(where, f"{found}; expected a {dtype} dataset shaped {shape}")
-        if tuple(ds.shape) != tuple(shape) or ds.dtype != dtype:
-            raise self.error(
-                where, f"{ds.dtype} shaped {ds.shape}; expected {np.dtype(dtype)} shaped {shape}"
-            )
-        try:
-            a = np.ascontiguousarray(ds[()])
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise self.error(where, f"cannot read data (corrupted file?): {exc}") from exc
-        if not np.all(np.isfinite(a)):
-            raise self.error(where, "non-finite values; expected finite numbers")
-        return a
-
-
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read and validate a checkpoint written by :func:`save_checkpoint`."""
     path = Path(path)
-    with open_hdf5(path, error=CheckpointError, what="training checkpoint") as f:
-        r = _Reader(f, path)
-        if GROUP not in f:
+    with H5Reader.open(path, error=CheckpointError, what="training checkpoint") as r:
+        if GROUP not in r.f:
             raise r.error(
                 f"/{GROUP}",
                 "missing group; this is not a training checkpoint (a plain network file?)",
             )
-        try:
-            return _read(r, path)
-        except (OSError, RuntimeError, KeyError, TypeError) as exc:
-            raise CheckpointError(
-                f"{path}: HDF5 read failed (corrupted checkpoint?): {type(exc).__name__}: {exc}"
-            ) from exc
+        return _read(r, path)
 
 
-def _read(r: _Reader, path: Path) -> Checkpoint:
+def _read(r: H5Reader, path: Path) -> Checkpoint:
     g = r.group(r.f, GROUP, "the training state")
-    fmt = r.attr(g, "format", f"{FORMAT_NAME!r}")
+    fmt = r.attr(g, "format", str, f"{FORMAT_NAME!r}")
     if fmt != FORMAT_NAME:
         raise r.error(f"{g.name}@format", f"{fmt!r}; expected {FORMAT_NAME!r}")
-    version = r.integer(g, "format_version", f"format version {FORMAT_VERSION}")
+    version = r.attr(g, "format_version", int, f"format version {FORMAT_VERSION}")
     if version != FORMAT_VERSION:
         raise r.error(
             f"{g.name}@format_version",
             f"unsupported version {version}; this reader supports {FORMAT_VERSION}",
         )
-    config = r.json(g, "config_json", dict, "a JSON object (the TrainConfig)")
+    config = r.json_attr(g, "config_json", dict, "a JSON object (the TrainConfig)")
     epochs = config.get("epochs")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise r.error(f"{g.name}@config_json", f"epochs {epochs!r}; expected a positive integer")
-    epoch = r.integer(g, "epoch", f"the epochs completed, 1..{epochs}", low=1)
+    epoch = r.attr(g, "epoch", int, f"the epochs completed, 1..{epochs}", minimum=1)
     if epoch > epochs:
         raise r.error(f"{g.name}@epoch", f"{epoch}; expected at most the configured {epochs}")
-    seconds = r.attr(g, "seconds", "training seconds so far")
-    if not isinstance(seconds, (int, float)) or not seconds >= 0:
-        raise r.error(f"{g.name}@seconds", f"value {seconds!r}; expected a number >= 0")
-    fingerprint = r.json(g, "fingerprint_json", dict, "a JSON object of strings")
-    history = r.json(g, "history_json", list, f"a JSON list of {epoch} per-epoch records")
+    seconds = r.attr(g, "seconds", float, "training seconds so far (a number >= 0)", minimum=0)
+    fingerprint = r.json_attr(g, "fingerprint_json", dict, "a JSON object of strings")
+    history = r.json_attr(g, "history_json", list, f"a JSON list of {epoch} per-epoch records")
     if len(history) != epoch or not all(isinstance(h, dict) for h in history):
         raise r.error(f"{g.name}@history_json", f"expected {epoch} per-epoch records (objects)")
     if [h.get("epoch") for h in history] != list(range(1, epoch + 1)):
         raise r.error(f"{g.name}@history_json", f"epochs are not 1..{epoch} in order")
-    rng_state = r.json(g, "rng_state_json", dict, "a numpy bit_generator.state object")
+    rng_state = r.json_attr(g, "rng_state_json", dict, "a numpy bit_generator.state object")
     if rng_state.get("bit_generator") != BIT_GENERATOR:
         raise r.error(
             f"{g.name}@rng_state_json",
@@ -410,7 +337,7 @@ def _read(r: _Reader, path: Path) -> Checkpoint:
         )
 
     og = r.group(g, "optimizer", "the optimizer state")
-    t = r.integer(og, "t", "the Adam step count (integer >= 1)", low=1)
+    t = r.attr(og, "t", int, "the Adam step count (integer >= 1)", minimum=1)
     shapes = param_shapes(network)
     moments = {}
     for name in ("m", "v"):

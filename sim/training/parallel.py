@@ -19,14 +19,14 @@ from typing import Self
 
 import numpy as np
 
+from mappings.checks import positive_int
+
 
 class Workers:
     """Run ``fn(slice)`` over contiguous chunks of ``range(n)`` on ``threads`` threads."""
 
     def __init__(self, threads: int = 1) -> None:
-        if isinstance(threads, bool) or int(threads) != threads or threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        self.threads = int(threads)
+        self.threads = positive_int(threads, "threads", ValueError)
         self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
 
     def run(self, fn: Callable[[slice], object], n: int, min_chunk: int = 1) -> None:
@@ -64,7 +64,7 @@ class Workers:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: skip queued work
             self._pool = None
 
     def __enter__(self) -> Self:

@@ -34,7 +34,9 @@ import dataclasses
 import math
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from mappings.checks import check_seed, positive_int
 from mappings.network import DTYPE, Network
 from sim.training.backprop import TrainableNetwork, readout_backward
 from sim.training.checkpoint import (
@@ -116,10 +119,7 @@ class TrainConfig:
             raise bad("schedule", f"one of {SCHEDULES}")
         if not (0 < self.step_gamma <= 1):
             raise bad("step_gamma", "a factor in (0, 1]")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
-            raise bad("seed", "an integer")
-        if self.seed < 0:
-            raise bad("seed", "an integer >= 0")
+        check_seed(self.seed, "TrainConfig.seed", TrainConfigError)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -195,6 +195,7 @@ def train(
     threads: int = 2,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> tuple[Network, dict]:
     """Train a copy of ``network``; return (new trained Network, metrics).
 
@@ -210,7 +211,9 @@ def train(
     unless ``resume``; with ``resume`` it is continued (from the epoch after the one it
     records; a finished one just returns its network), or training starts fresh if it does not
     exist. Pass the same initial ``network``, data and config as the interrupted run: any
-    difference raises :class:`CheckpointError` listing the differing fields.
+    difference raises :class:`CheckpointError` listing the differing fields. ``overwrite``
+    (without ``resume``): an existing checkpoint is not an error; training starts fresh and
+    the first epoch's checkpoint replaces it (atomically).
     """
     if not isinstance(config, TrainConfig):
         raise TrainConfigError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -222,10 +225,9 @@ def train(
     n = len(train_x)
     if n == 0:
         raise TrainConfigError("training data is empty")
-    if isinstance(threads, bool) or int(threads) != threads or threads < 1:
-        raise TrainConfigError(f"threads must be a positive integer, got {threads!r}")
+    threads = positive_int(threads, "threads", TrainConfigError)
     ckpt = _Checkpointing.open(
-        checkpoint, resume, network, config, train_x, train_y, test_x, test_y
+        checkpoint, resume, network, config, train_x, train_y, test_x, test_y, overwrite
     )
 
     with threadpool_limits(limits=1, user_api="blas"), Workers(int(threads)) as workers:
@@ -241,7 +243,7 @@ class _Checkpointing:
     state: Checkpoint | None
 
     @classmethod
-    def open(cls, path, resume, network, config, train_x, train_y, test_x, test_y):
+    def open(cls, path, resume, network, config, train_x, train_y, test_x, test_y, overwrite):
         if not isinstance(resume, bool):
             raise TrainConfigError(f"resume must be True or False, got {resume!r}")
         if path is None:
@@ -255,7 +257,7 @@ class _Checkpointing:
             raise CheckpointError(f"{path}: directory {path.parent} does not exist")
         fingerprint = run_fingerprint(network, train_x, train_y, test_x, test_y)
         state = None
-        if path.exists():
+        if path.exists() and (resume or not overwrite):
             if not resume:
                 raise CheckpointError(
                     f"{path}: checkpoint already exists; resume it (resume=True / --resume) or "
@@ -415,21 +417,33 @@ def _train(network, train_x, train_y, config, test_x, test_y, progress, workers,
 
 
 def parallel_predict(
-    network: Network, samples: np.ndarray, *, batch_size: int = 2048, threads: int = 2
+    network: Network,
+    samples: np.ndarray,
+    *,
+    batch_size: int = 2048,
+    threads: int = 2,
+    progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Predicted classes via :meth:`Network.predict`, batches spread over ``threads`` threads.
 
     BLAS runs single-threaded inside each batch, so the result does not depend on
-    ``threads`` (batch boundaries are fixed by ``batch_size``).
+    ``threads`` (batch boundaries are fixed by ``batch_size``). ``progress(n)`` is called
+    with the number of samples done after every batch (from the worker threads, serialised).
     """
     n = len(samples)
     starts = list(range(0, n, batch_size))
     preds: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(starts)
+    lock = threading.Lock()
+    done = [0]
 
     def chunk(sl: slice) -> None:
         for j in range(sl.start, sl.stop):
             i = starts[j]
             preds[j] = network.predict(samples[i : i + batch_size], batch_size)
+            if progress is not None:
+                with lock:
+                    done[0] += len(preds[j])
+                    progress(done[0])
 
     with threadpool_limits(limits=1, user_api="blas"), Workers(threads) as workers:
         workers.run(chunk, len(starts))
