@@ -141,7 +141,8 @@ class PointEvaluator:
                 instance = self.instance(task, network, config)
                 res = simulate(
                     network, instance, test_x, labels=test_y, seed=task.seed, config=config,
-                    calibration=calibration, progress=progress,
+                    calibration=_calibration(network, instance, config, calibration, task.seed),
+                    progress=progress,
                 )
             plan = plan_for_chip(network, config, check=False)
             timing = mvm_timing(config, len(network.layers))
@@ -168,6 +169,19 @@ class PointEvaluator:
             "seconds": time.perf_counter() - t0,
             "config": task.config,
         }
+
+
+def _calibration(network, instance, config, samples: np.ndarray, seed: int):
+    """What ``simulate(calibration=...)`` takes: a calibration value where the simulator
+    offers :func:`sim.chip.functional.calibrate` (calibration as a value, calibrated once on
+    ``samples`` with the point's seed), else the samples (the simulator calibrates on them
+    with the read-noise seed, the same thing)."""
+    from sim.chip import functional
+
+    calibrate = getattr(functional, "calibrate", None)
+    if calibrate is None:
+        return samples
+    return calibrate(network, instance, samples, config=config, seed=seed)
 
 
 def warm_numba() -> float:
