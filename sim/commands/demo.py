@@ -36,7 +36,7 @@ HELP = "train (or reuse) a small network, simulate it on ideal and RRAM chips, r
 DEFAULT_OUT = Path("runs/demo")
 DEFAULT_EPOCHS = 3
 DEFAULT_SAMPLES = 10000
-DEFAULT_SWEEP_SAMPLES = 2000
+DEFAULT_SWEEP_SAMPLES = 1000
 IDEAL_CHIP = {  # an ideal chip: ideal devices, 16-bit converters, float activations
     "device.preset": "ideal",
     "dac.bits": 16,

@@ -6,7 +6,7 @@ aging, calibration, simulation), so a change of the simulator's API changes only
 Reuse: a :class:`PointEvaluator` keeps, for the tasks it is given, the loaded networks and
 datasets, the programmed chip instances keyed by what programming depends on (network, chip
 geometry, device except its read noise, encoding, scaling, seed) and the aged instances
-(plus ``[retention]``). Points that differ only in read-time settings (DAC / ADC, read noise,
+(plus ``[retention]`` and the read-noise model). Points that differ only in read-time settings (DAC / ADC, read noise,
 activation bits, batch size) share one programmed instance. The converters are calibrated
 once per point (one (instance, read-time configuration) pair) on the first
 ``[simulation] calibration_samples`` images of the train split, never on scored test images.
@@ -108,7 +108,9 @@ class PointEvaluator:
         if pkey not in self._programmed:
             self._programmed[pkey] = program_chip(network, config, task.seed)
             self.programmed_count += 1
-        akey = (pkey, json.dumps(task.config["retention"], sort_keys=True))
+        # aged per read-noise model too: an aged instance may hold derived read variances
+        akey = (pkey, json.dumps([task.config["retention"], task.config["device"].get("read")],
+                                 sort_keys=True))
         if akey not in self._aged:
             inst = self._programmed[pkey]
             t = config.retention.time_s
