@@ -84,6 +84,8 @@ def plan_for_geometry(
             encoding,
             activation_bits=activation_bits,
             psum_bits=psum_bits,
+            slot_elements=chip.slot_size,
+            address_cores=chip.n_cores,
         )
     except ValueError as exc:
         raise FitError(f"cannot tile the network: {exc}") from None

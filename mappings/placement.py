@@ -6,8 +6,9 @@ from core i to core j crosses ``|r_i - r_j| + |c_i - c_j|`` links; the cost of a
 
     bit_hops = sum_ij traffic[i, j] * manhattan(pos_i, pos_j)
 
-which is proportional to the network's dynamic energy (energy per bit per hop: see
-/work/shared/reference/devices_and_costs.md, ISAAC ~0.08 pJ/bit/hop, PUMA ~0.5 pJ/bit/hop).
+which is proportional to the network's dynamic energy (energy per bit per hop: ISAAC,
+Shafiee et al., ISCA 2016, ~0.08 pJ/bit/hop; PUMA, Ankit et al., ASPLOS 2019, ~0.5 pJ/bit/hop).
+The traffic matrix comes from the mapping's flows (:meth:`mappings.flows.Flows.core_matrix`).
 
 Methods (``METHODS``):
 
@@ -464,6 +465,25 @@ def place(
     return Placement(_cells_to_positions(cells, g[1]), g, method)
 
 
+def placement_rng(method: str, seed: int) -> np.random.Generator:
+    """The stream of one placement method: ``SeedSequence(seed, spawn_key=(tag of method,))``,
+    so a method's result depends only on the traffic, the grid and the seed, never on which
+    other methods ran before it."""
+    if method not in METHODS:
+        raise PlacementError(f"unknown placement method {method!r}; valid: {list(METHODS)}")
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        raise PlacementError(f"placement seed must be an integer >= 0, got {seed!r}")
+    tag = int.from_bytes(method.encode(), "little") % (1 << 63)
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(tag,)))
+
+
+def place_seeded(
+    traffic: np.ndarray, grid: tuple[int, int], method: str, seed: int, **options
+) -> Placement:
+    """:func:`place` with the method's own stream of ``seed`` (:func:`placement_rng`)."""
+    return place(traffic, grid, method, placement_rng(method, seed), **options)
+
+
 # ---------------------------------------------------------------------------- reports
 
 
@@ -503,14 +523,15 @@ class PlacementReport:
 def placement_report(
     traffic: np.ndarray,
     grid: tuple[int, int],
-    rng: np.random.Generator,
+    seed: int | np.random.Generator,
     methods: Sequence[str] = ("sequential", "random", "annealing"),
     progress: Callable[[str], None] | None = None,
     **options,
 ) -> PlacementReport:
-    """Place with each method in turn (sharing ``rng``); ``options`` go to annealing.
-
-    ``progress(method)`` is called after each method's placement is done."""
+    """Place with each method, each from its own stream of ``seed``
+    (:func:`placement_rng`; a Generator gives one seed drawn before any method runs);
+    ``options`` go to annealing. ``progress(method)`` is called after each method's placement
+    is done."""
     t = _check_traffic(traffic)
     g = _check_grid(grid)
     methods = tuple(methods)
@@ -519,9 +540,11 @@ def placement_report(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise PlacementError(f"unknown placement method(s) {unknown}; valid: {list(METHODS)}")
+    if isinstance(seed, np.random.Generator):
+        seed = int(seed.integers(0, 1 << 63))
     placements = {}
     for m in methods:
-        placements[m] = place(t, g, m, rng, **(options if m == "annealing" else {}))
+        placements[m] = place_seeded(t, g, m, seed, **(options if m == "annealing" else {}))
         if progress is not None:
             progress(m)
     off_diag = float(t.sum() - np.trace(t))
@@ -537,9 +560,9 @@ def placement_report(
 def compare_placements(
     traffic: np.ndarray,
     grid: tuple[int, int],
-    rng: np.random.Generator,
+    seed: int | np.random.Generator,
     methods: Sequence[str] = ("sequential", "random", "annealing"),
     **options,
 ) -> dict:
     """JSON-ready bit-hops of each method (see :meth:`PlacementReport.as_dict`)."""
-    return placement_report(traffic, grid, rng, methods, **options).as_dict()
+    return placement_report(traffic, grid, seed, methods, **options).as_dict()

@@ -177,12 +177,3 @@ def routing_stats(C: np.ndarray) -> RoutingStats:
     links = np.any(C != 0, axis=3)
     routes_in = np.abs(C).sum(axis=(0, 1), dtype=np.int64)
     return RoutingStats(fanout, links, routes_in, int(links.sum()))
-
-
-def core_traffic_links(C: np.ndarray) -> np.ndarray:
-    """(src_cores, dst_cores): how many source slots each source core sends to each dst core.
-
-    A slot routed to several slots of one destination core travels once (the destination
-    core forms its signed sums locally), so this counts packets of one slot each.
-    """
-    return np.any(np.asarray(C) != 0, axis=3).sum(axis=1)

@@ -9,7 +9,9 @@ block produce partial sums that row tile 0 of the same column adds digitally aft
 
 Physical core ids run layer by layer, block by block, row tile, column tile.
 
-Traffic (bits per inference, ``ChipPlan.traffic_bits[src, dst]``) has two parts:
+Traffic is a list of flows (:class:`mappings.flows.Flows`, ``ChipPlan.flows``): per layer,
+(source core, source slot, destination cores, payload bits, header bits); the bits per core
+pair, ``ChipPlan.traffic_bits[src, dst]`` (payload only), are derived from it. It has two parts:
 
 - activations: an output element of layer l-1 leaves the tile that completes it (row tile 0 of
   its column) and travels *once* to every tile of layer l that needs it. A ScRRAMBLe source slot
@@ -39,6 +41,7 @@ from mappings.encodings import (
     reference_columns,
     rows_per_input,
 )
+from mappings.flows import IO_PORT, Flows, address_bits_for, concat_flows, group_flows
 from mappings.network import DenseLayer, ScrrambleLayer
 
 FLOAT_ACTIVATION_BITS = 32
@@ -131,11 +134,11 @@ class LayerTiling:
 
 @dataclass(frozen=True, eq=False)
 class ChipPlan:
-    """Tiles of every layer and the bits each pair of physical cores exchanges per inference."""
+    """Tiles of every layer and the flows between physical cores per inference."""
 
     layers: tuple[LayerTiling, ...]
     n_physical_cores: int
-    traffic_bits: np.ndarray  # (n_physical_cores, n_physical_cores) int64 bits per inference
+    flows: Flows  # every slot / partial-sum group and the cores it goes to
     io_bits_in: int
     io_bits_out: int
     encoding: str = ""
@@ -155,6 +158,12 @@ class ChipPlan:
         """Physical core ids of one layer."""
         start = self.first_core[layer]
         return range(start, start + self.layers[layer].n_tiles)
+
+    @property
+    def traffic_bits(self) -> np.ndarray:
+        """(n_physical_cores, n_physical_cores) int64 payload bits per inference, from the
+        flows (one unicast delivery per destination; headers and I/O excluded)."""
+        return self.flows.core_matrix(header=False)
 
     @property
     def inter_core_bits(self) -> int:
@@ -271,12 +280,13 @@ def _layers(network) -> tuple:
 # ------------------------------------------------------------------------------- traffic
 
 
-def _producers(t: LayerTiling, first: int) -> np.ndarray:
-    """Physical core that completes each output element of a layer (row tile 0 of its column)."""
+def _producers(t: LayerTiling, first: int) -> tuple[np.ndarray, np.ndarray]:
+    """Physical core that completes each output element of a layer (row tile 0 of its column)
+    and the element's position among that core's outputs."""
     f = np.arange(t.n_out)
     block, pos = np.divmod(f, t.block_out)
     col = pos // t.outputs_per_tile
-    return first + (block * t.row_tiles) * t.col_tiles + col
+    return first + (block * t.row_tiles) * t.col_tiles + col, pos - col * t.outputs_per_tile
 
 
 def _needs_scrramble(layer: ScrrambleLayer, t: LayerTiling) -> tuple[np.ndarray, ...]:
@@ -306,6 +316,8 @@ def plan_layers(
     *,
     activation_bits: int,
     psum_bits: int,
+    slot_elements: int | None = None,
+    address_cores: int | None = None,
 ) -> ChipPlan:
     """:func:`plan_network` for a sequence of layers; a layer may also be a shape-only
     ``("dense", n_in, n_out)`` tuple (dense baselines without allocating weights)."""
@@ -323,8 +335,12 @@ def plan_layers(
             raise TilingError(
                 f"layer {t.layer} expects {t.n_in} inputs but layer {prev.layer} gives {prev.n_out}"
             )
+    if slot_elements is None:
+        slot_elements = next((t.slot_size for t in tilings if t.kind == "scrramble"), 64)
+    packet = positive_int(slot_elements, "slot_elements", TilingError)
     n = sum(t.n_tiles for t in tilings)
-    flat = np.zeros(n * n, dtype=np.int64)
+    address = address_bits_for(max(n, 0 if address_cores is None else int(address_cores)))
+    parts = []
     io_in = 0
     input_bits: list[int] = []
     psum_list: list[int] = []
@@ -335,16 +351,22 @@ def plan_layers(
             feature, block, row = _needs_scrramble(layer, t)
         else:
             feature, block, row = _needs_dense(t)
+        ss = t.slot_size or packet  # a ScRRAMBLe layer's input travels in its routing slots
         base = first + (block * t.row_tiles + row) * t.col_tiles  # column tile 0
         deliveries = len(feature) * t.col_tiles  # every column tile needs the same inputs
         input_bits.append(deliveries * act)
+        feature = np.repeat(feature, t.col_tiles)
+        dst = (base[:, None] + np.arange(t.col_tiles)).ravel()
         if producers is None:
             io_in += deliveries * act
+            src, local, kind = np.full(len(feature), IO_PORT), feature, "input"
         else:
-            src = np.repeat(producers[feature], t.col_tiles)
-            dst = (base[:, None] + np.arange(t.col_tiles)).ravel()
-            flat += np.bincount(src * n + dst, minlength=n * n) * act
-        # partial sums: row tile r > 0 -> row tile 0 of the same column
+            src, local, kind = producers[0][feature], producers[1][feature], "activation"
+        parts.append(group_flows(
+            t.layer, kind, src, local // ss, local % ss, dst, slot_elements=ss,
+            element_bits=act, slot_address_bits=address_bits_for(-(-t.n_in // ss)),
+        ))
+        # partial sums: row tile r > 0 -> row tile 0 of the same column, per output slot
         layer_psum = 0
         if t.row_tiles > 1:
             widths = np.array([t.col_range(c)[1] - t.col_range(c)[0] for c in range(t.col_tiles)])
@@ -352,18 +374,25 @@ def plan_layers(
                 np.arange(t.n_blocks), np.arange(1, t.row_tiles), np.arange(t.col_tiles),
                 indexing="ij",
             )
+            b, r, c = b.ravel(), r.ravel(), c.ravel()
             src = first + (b * t.row_tiles + r) * t.col_tiles + c
             dst = first + (b * t.row_tiles) * t.col_tiles + c
-            bits = widths[c] * psum
-            np.add.at(flat, (src * n + dst).ravel(), bits.ravel())
-            layer_psum = int(bits.sum())
+            w = widths[c]
+            start = np.concatenate([[0], np.cumsum(w)[:-1]])
+            pos = np.arange(int(w.sum())) - np.repeat(start, w)  # output position in the tile
+            parts.append(group_flows(
+                t.layer, "psum", np.repeat(src, w), pos // packet, pos % packet,
+                np.repeat(dst, w), slot_elements=packet, element_bits=psum,
+                slot_address_bits=address_bits_for(-(-t.outputs_per_tile // packet)),
+            ))
+            layer_psum = int(w.sum()) * psum
         psum_list.append(layer_psum)
         producers = _producers(t, first)
         first += t.n_tiles
     return ChipPlan(
         layers=tilings,
         n_physical_cores=n,
-        traffic_bits=flat.reshape(n, n),
+        flows=concat_flows(parts, n, address),
         io_bits_in=int(io_in),
         io_bits_out=int(tilings[-1].n_out * act),
         encoding=encoding,
@@ -384,17 +413,23 @@ def plan_network(
     *,
     activation_bits: int,
     psum_bits: int,
+    slot_elements: int | None = None,
+    address_cores: int | None = None,
 ) -> ChipPlan:
     """Tile every layer of ``network`` onto ``core_rows x core_cols`` crossbars and count the
     bits each pair of physical cores exchanges per inference (see the module docstring).
 
     ``activation_bits``: bits per activation sent between cores (0 = float, sent as 32 bits);
-    ``psum_bits``: bits per partial sum sent between row tiles. Whether the plan fits a chip
+    ``psum_bits``: bits per partial sum sent between row tiles; ``slot_elements``: elements
+    per packet of a dense layer's data (default: the first ScRRAMBLe slot size, else 64; a
+    ScRRAMBLe layer's input always travels in its own slots); ``address_cores``: cores a
+    packet header must be able to address (default: the plan's). Whether the plan fits a chip
     is checked by :func:`sim.chip.config.check_fits`.
     """
     return plan_layers(
         _layers(network), core_rows, core_cols, encoding,
-        activation_bits=activation_bits, psum_bits=psum_bits,
+        activation_bits=activation_bits, psum_bits=psum_bits, slot_elements=slot_elements,
+        address_cores=address_cores,
     )
 
 
@@ -412,12 +447,19 @@ def plan_dense_baseline(
     *,
     activation_bits: int,
     psum_bits: int,
+    slot_elements: int | None = None,
+    address_cores: int | None = None,
 ) -> ChipPlan:
     """Plan the dense layers of the same shapes as ``network``'s layers on the same tile
     geometry (``encoding`` only sets rows per input and reference columns), so a comparison
     with :func:`plan_network` isolates the traffic pattern: routed slots vs. broadcast inputs
     plus partial sums."""
+    if slot_elements is None:  # the same packets as the network's own
+        slot_elements = next(
+            (layer.slot_size for layer in _layers(network) if hasattr(layer, "slot_size")), None
+        )
     return plan_layers(
         dense_equivalent(network), core_rows, core_cols, encoding,
-        activation_bits=activation_bits, psum_bits=psum_bits,
+        activation_bits=activation_bits, psum_bits=psum_bits, slot_elements=slot_elements,
+        address_cores=address_cores,
     )

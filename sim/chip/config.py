@@ -9,6 +9,7 @@ Sections (every key optional; see docs/chip_file.md):
 - ``[mapping]`` encoding, scaling, placement, activation_bits, psum_bits, balance_correction
 - ``[retention]`` time_s, drift_compensation
 - ``[simulation]`` batch_chunk, calibration_samples
+- ``[costs]`` energy and area constants of :class:`sim.costs.constants.CostConfig`
 
 Unknown sections or keys, wrong types and out-of-range values raise :class:`ChipConfigError`
 naming the file, the section, the key, the value and what is allowed.
@@ -51,6 +52,7 @@ from mappings.fit import ChipGeometrySpec
 from mappings.placement import METHODS as PLACEMENT_METHODS
 from mappings.safe_files import atomic_write
 from mappings.tiling import ChipPlan
+from sim.costs.constants import CostConfig
 
 DEFAULT_PRESET = "rram_wan2022"
 DEFAULT_CHIP_RESOURCE = "default_chip.toml"
@@ -127,6 +129,7 @@ class ChipConfig:
     mapping: MappingConfig = field(default_factory=MappingConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    costs: CostConfig = field(default_factory=CostConfig)
     source: str = field(default="<defaults>", compare=False)
 
     @property
@@ -142,7 +145,7 @@ class ChipConfig:
         config. ``[device]`` holds the preset and only the fields that differ from it."""
         out: dict[str, Any] = {"chip": dataclasses.asdict(self.chip)}
         out["device"] = {"preset": self.device_preset, **_device_diff(self)}
-        for name in ("dac", "adc", "mapping", "retention", "simulation"):
+        for name in ("dac", "adc", "mapping", "retention", "simulation", "costs"):
             section = getattr(self, name)
             out[name] = {f.name: getattr(section, f.name) for f in fields(section)}
         return out
@@ -243,6 +246,7 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+_POSITIVE_COSTS = ("feature_nm", "cell_area_f2", "adc_area_doubling_bits")
 _SECTION_RULES: dict[str, dict[str, _Rule]] = {
     "chip": {
         "grid_rows": _Rule(int, 1, 1024),
@@ -280,6 +284,9 @@ _SECTION_RULES: dict[str, dict[str, _Rule]] = {
         "batch_chunk": _Rule(int, 1, 10_000_000),
         "calibration_samples": _Rule(int, 1, 10_000_000),
     },
+    "costs": {
+        f.name: _Rule(float, 0, lo_open=f.name in _POSITIVE_COSTS) for f in fields(CostConfig)
+    },
 }
 
 _SECTION_CLASSES: dict[str, type] = {
@@ -289,8 +296,11 @@ _SECTION_CLASSES: dict[str, type] = {
     "mapping": MappingConfig,
     "retention": RetentionConfig,
     "simulation": SimulationConfig,
+    "costs": CostConfig,
 }
-SECTIONS: tuple[str, ...] = ("chip", "device", "dac", "adc", "mapping", "retention", "simulation")
+SECTIONS: tuple[str, ...] = (
+    "chip", "device", "dac", "adc", "mapping", "retention", "simulation", "costs",
+)
 
 _SIGMA_RULES = {
     "kind": _Rule(str, choices=SIGMA_KINDS),

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from mappings.checks import check_seed
 from mappings.encodings import ENCODINGS
 from mappings.placement import PlacementError, PlacementReport, placement_report
@@ -77,6 +75,7 @@ class MappingReport:
     seed: int
     baseline: BaselineComparison | None  # None when the network has no ScRRAMBLe layer
     timing: MvmTiming
+    estimate: object = None  # sim.chipnet.estimate.ChipEstimate of the chosen placement
 
     @property
     def layers(self) -> tuple[LayerTiling, ...]:
@@ -144,6 +143,7 @@ class MappingReport:
             },
             "baseline": None if self.baseline is None else self.baseline.as_dict(),
             "timing": self.timing.as_dict(),
+            "estimate": None if self.estimate is None else self.estimate.as_dict(),
         }
         return out
 
@@ -208,6 +208,9 @@ class MappingReport:
                    else f"this network sends {red:.1f} % less")
             )
         lines.append(self.timing.describe())
+        if self.estimate is not None:
+            lines.append("")
+            lines.append(self.estimate.table())
         return "\n".join(lines)
 
 
@@ -247,6 +250,7 @@ def compare_with_dense(network, config: ChipConfig, plan: ChipPlan | None = None
     dense = plan_dense_baseline(
         network, config.chip.core_rows, config.chip.core_cols, m.encoding,
         activation_bits=m.activation_bits, psum_bits=m.psum_bits,
+        slot_elements=config.chip.slot_size, address_cores=config.n_cores,
     )
     return BaselineComparison(
         dense_inter_core_bits=dense.inter_core_bits,
@@ -290,8 +294,15 @@ def map_network(
         progress("tiling")
     method = config.mapping.placement
     methods = COMPARED_PLACEMENTS + (() if method in COMPARED_PLACEMENTS else (method,))
-    rng = np.random.default_rng(seed)
-    report = placement_report(plan.traffic_bits, config.grid, rng, methods, progress=progress)
+    # placement cost: the bits on the wires, headers included, from the mapping's flows
+    report = placement_report(
+        plan.flows.core_matrix(header=True), config.grid, int(seed), methods, progress=progress
+    )
+    from sim.chipnet.estimate import estimate_chip
+
+    estimate = estimate_chip(
+        network, config, plan, report.placements[method].positions, devices=totals
+    )
     return MappingReport(
         chip_source=config.source,
         config=config,
@@ -303,4 +314,5 @@ def map_network(
         seed=int(seed),
         baseline=compare_with_dense(network, config, plan),
         timing=mvm_timing(config, len(network.layers)),
+        estimate=estimate,
     )

@@ -18,6 +18,10 @@ other layers. Per layer the instance keeps the conductances stacked by physical 
 the conductances at programming time) and, if ``[retention] drift_compensation``, the global
 per-layer factor ``drift_compensation_factor`` that the digital decode multiplies in.
 
+The instance also holds the placement of its physical cores on the grid
+(:func:`mappings.placement.place_seeded` with ``[mapping] placement`` and the programming seed,
+on the headers-included bit matrix of the mapping's flows).
+
 Instances are stored in HDF5 (:func:`save_instance` / :func:`load_instance`) together with the
 chip configuration and a SHA-256 fingerprint of the network, so an instance cannot silently be
 used with another network or chip.
@@ -39,6 +43,7 @@ from devices.models import drift_compensation_factor
 from mappings.checks import check_seed
 from mappings.encodings import EncodingError, encode_matrix, reference_columns
 from mappings.network import DenseLayer, Network, ScrrambleLayer
+from mappings.placement import Placement, PlacementError, place_seeded
 from mappings.routing import is_balanced
 from mappings.safe_files import H5Reader, atomic_write, open_hdf5
 from mappings.tiling import ChipPlan, LayerTiling
@@ -157,6 +162,7 @@ class ChipInstance:
     fingerprint: str
     age_s: float = 0.0
     age_seed: int | None = None
+    placement: Placement | None = None  # grid cell of every physical core (None: old file)
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -296,7 +302,12 @@ def program_chip(network: Network, config: ChipConfig, seed: int) -> ChipInstanc
                 ).astype(np.float32),
             )
         )
-    return ChipInstance(config, plan, tuple(layers), seed, network_fingerprint(network))
+    placement = place_seeded(
+        plan.flows.core_matrix(header=True), config.grid, config.mapping.placement, seed
+    )
+    return ChipInstance(
+        config, plan, tuple(layers), seed, network_fingerprint(network), placement=placement
+    )
 
 
 def age(instance: ChipInstance, t: float, seed: int) -> ChipInstance:
@@ -332,7 +343,7 @@ def age(instance: ChipInstance, t: float, seed: int) -> ChipInstance:
         )
     return ChipInstance(
         instance.config, instance.plan, tuple(out), instance.seed, instance.fingerprint,
-        float(t), seed if t > 0 else None,
+        float(t), seed if t > 0 else None, placement=instance.placement,
     )
 
 
@@ -365,6 +376,9 @@ def _write(f: h5py.File, inst: ChipInstance) -> None:
     f.attrs["fingerprint"] = inst.fingerprint
     f.attrs["chip_config"] = json.dumps(inst.config.to_dict(), sort_keys=True)
     f.attrs["n_layers"] = np.int64(len(inst.layers))
+    if inst.placement is not None:
+        ds = f.create_dataset("placement", data=np.asarray(inst.placement.positions, np.int64))
+        ds.attrs["method"] = inst.placement.method
     root = f.create_group("layers")
     for i, layer in enumerate(inst.layers):
         g = root.create_group(f"layer_{i:03d}")
@@ -497,6 +511,15 @@ def _read(r: H5Reader, network: Network, config: ChipConfig | None) -> ChipInsta
                 comp,
             )
         )
+    placement = None
+    if "placement" in f:  # optional: files written before placements were saved lack it
+        n_cores = plan.n_physical_cores
+        positions = r.array(f, "placement", (n_cores, 2), np.int64)
+        try:
+            placement = Placement(positions, stored.grid, r.attr(f["placement"], "method", str))
+        except PlacementError as exc:
+            raise r.error("dataset /placement", str(exc)) from None
     return ChipInstance(
-        stored, plan, tuple(layers), seed, fp, age_s, None if age_seed < 0 else age_seed
+        stored, plan, tuple(layers), seed, fp, age_s, None if age_seed < 0 else age_seed,
+        placement=placement,
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sim.chip.config import ChipConfig
 
-# Integration (read) pulse per input pass: 10 ns (NeuroSim; shared/reference/devices_and_costs.md).
+# Integration (read) pulse per input pass: 10 ns (NeuroSim, Peng et al., IEDM 2019).
 READ_PULSE_NS = 10.0
 
 

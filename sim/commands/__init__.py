@@ -58,7 +58,7 @@ class CommandInterrupted(KeyboardInterrupt):
 
 
 SUBCOMMANDS: tuple[str, ...] = (
-    "train", "evaluate", "map", "simulate", "import", "sweep", "report", "demo"
+    "train", "evaluate", "map", "simulate", "import", "noc", "sweep", "report", "demo"
 )
 
 MODULE_NAMES: dict[str, str] = {"import": "import_npz"}

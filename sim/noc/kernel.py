@@ -1,0 +1,1332 @@
+"""The cycle loop of the packet network: one ``@njit`` kernel over structure-of-arrays state.
+
+Each simulated cycle ``c`` runs these phases over all routers (two-phase semantics: nothing a
+router does in cycle ``c`` is visible to another router before cycle ``c + 1``):
+
+1. credits whose delay ends at ``c`` reach their output VCs (and free a VC on a tail credit
+   when ``wait_for_tail_credit``); flits whose link ends at ``c`` are written into input VC
+   buffers (a head at an idle VC gets its route, lookahead: usable ``rc_delay`` cycles later);
+2. terminals eject the flits that reach them; a tail completes its packet (statistics, trace
+   delivery, task readiness);
+3. traffic: Bernoulli / on-off generation, or the trace's task graph (finishing tasks emit
+   their messages, idle cores start their next ready task);
+4. each source sends at most one flit into its router's local input port;
+5. VC allocation, then switch allocation (separable iSLIP or round-robin) per router; a flit
+   granted in cycle ``c`` reaches the next router at ``c + sa + st + link`` and its buffer
+   slot's credit reaches the upstream router at ``c + credit_delay``.
+
+Indices: input VC ``q = (r * 5 + port) * V + vc``, its buffer slots ``q * D + i``; output VCs use
+the same layout with the output port. Delayed events (flits on links, credits) sit in wheels
+indexed by ``cycle % W``. Random numbers: one splitmix64 stream per node, seeded from the
+caller's ``numpy.random.Generator``, so results do not depend on anything but config and seed.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "KernelState",
+    "run_cycles",
+]
+
+P = 5  # ports per router
+OPP = (0, 2, 1, 4, 3)
+HIST = 8192  # latency histogram bins of one cycle; the last bin holds everything above
+
+# --------------------------------------------------------------------- parameter indices (par)
+N_, V_, D_, S_, W_, RC, VA, SA, ST, LINK, CD, WAIT, ROWS, COLS, TORUS, ROUTING = range(16)
+VALLOC, SALLOC, ITERS, MODE, PATTERN, BURST, WARM, MEND, DRAIN, WATCHDOG, MC = range(16, 27)
+N_PAR = 27
+MODE_SYNTH, MODE_TRACE = 0, 1
+
+# --------------------------------------------------------------------- scalar counter indices
+(
+    C_NOW, C_FLIT_HOPS, C_INJ, C_EJ, C_GEN_PKT, C_TAG_OUT, C_PROGRESS, C_IN_NET, C_FREE,
+    C_QUEUED, C_M_GEN_FLITS, C_M_EJ, C_T_DONE, C_T_PKT, C_T_NET, C_T_FLITS, C_T_HOPS,
+    C_REL, C_MSG_DONE, C_TASK_DONE, C_CRED, C_RUNNING, C_HEAPED, C_M_INJ, C_T_PKT2,
+    C_BACKLOG_START, C_T_NET2, C_MAXLAT, C_GEN_FLITS, C_T_FLITSUM, C_NEXT_EV, C_REPL,
+) = range(32)
+N_CNT = 32
+
+# kernel exit codes
+ST_END, ST_GROW, ST_STALL, ST_DONE, ST_TRACE_STALL = range(5)
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_U30, _U27, _U31, _U11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+_INV53 = 1.0 / 9007199254740992.0
+_ONE = np.uint64(1)
+_U58 = np.uint64(58)
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)  # index of a single set bit by multiplication
+_DB_IDX = np.zeros(64, np.int64)
+for _i in range(64):
+    _DB_IDX[((1 << _i) * 0x03F79D71B4CB0A89 & 0xFFFFFFFFFFFFFFFF) >> 58] = _i
+
+
+class KernelState(NamedTuple):
+    """Every array the kernel reads or writes (see the module docstring for the layouts)."""
+
+    par: np.ndarray  # int64 (N_PAR,)
+    cnt: np.ndarray  # int64 (N_CNT,) scalar counters
+    nbr: np.ndarray  # int32 (N, 5)
+    # input VCs and their buffers
+    bpk: np.ndarray
+    bfi: np.ndarray
+    bt: np.ndarray
+    bh: np.ndarray
+    bn: np.ndarray
+    ist: np.ndarray  # 0 idle, 1 head waiting for VA, 2 active (holds an output VC)
+    iout: np.ndarray
+    ilo: np.ndarray
+    ihi: np.ndarray
+    iovc: np.ndarray
+    irdy: np.ndarray
+    imc: np.ndarray  # multicast: bit mask of the head's branch output ports (0 = unicast)
+    ifront: np.ndarray  # multicast: flit index at the buffer front
+    isent: np.ndarray  # multicast: (VC, port) next flit index to send on that branch
+    iovm: np.ndarray  # multicast: (VC, port) output VC of that branch
+    # output VCs
+    obusy: np.ndarray
+    ocred: np.ndarray
+    # wheels: links (per input port), ejection (per router), credits (per output port, source)
+    lpk: np.ndarray
+    lfi: np.ndarray
+    lvc: np.ndarray
+    epk: np.ndarray
+    efi: np.ndarray
+    evc: np.ndarray
+    cwn: np.ndarray
+    cwv: np.ndarray
+    cwt: np.ndarray
+    swn: np.ndarray
+    swv: np.ndarray
+    swt: np.ndarray
+    # sources
+    sbusy: np.ndarray
+    scred: np.ndarray
+    scur: np.ndarray
+    sfi: np.ndarray
+    svc: np.ndarray
+    srr: np.ndarray
+    qhead: np.ndarray
+    qtail: np.ndarray
+    # allocator pointers
+    va_g: np.ndarray
+    va_a: np.ndarray
+    sa_g: np.ndarray
+    sa_a: np.ndarray
+    sa_v: np.ndarray
+    # packets (pool with a free-list stack)
+    p_src: np.ndarray
+    p_dst: np.ndarray
+    p_size: np.ndarray
+    p_ctime: np.ndarray
+    p_itime: np.ndarray
+    p_hops: np.ndarray
+    p_tag: np.ndarray
+    p_dent: np.ndarray
+    p_mc: np.ndarray  # 1 for a tree-replicated multicast packet
+    p_dcnt: np.ndarray  # destinations of a multicast packet (entries p_dent ...)
+    p_copies: np.ndarray  # copies still to deliver
+    p_next: np.ndarray
+    free: np.ndarray
+    # synthetic traffic
+    rng: np.ndarray  # uint64 (N,) splitmix64 states
+    gen_prob: np.ndarray  # float64 (3,): p(packet per cycle) [, burst off->on, on->off]
+    perm: np.ndarray  # int32 (N,) fixed destinations (permutation patterns)
+    hot: np.ndarray  # int32 hotspot routers
+    hot_frac: np.ndarray  # float64 (1,)
+    burst_on: np.ndarray  # uint8 (N,)
+    size_flits: np.ndarray  # int32 (1,) packet flits of synthetic traffic
+    # statistics
+    acc: np.ndarray  # ejected flits per node in the window
+    occ: np.ndarray  # flits buffered per router now
+    pocc: np.ndarray  # flits buffered per input port now
+    vawait: np.ndarray  # input VCs waiting for VC allocation per router
+    pvm: np.ndarray  # uint64 bit mask of the non-empty VCs of each input port
+    # events per wheel slot: link arrivals (router*5+port), ejections (router), credits to
+    # output ports (router*5+port) and to sources (router)
+    ev_ln: np.ndarray
+    ev_ln_n: np.ndarray
+    ev_ej: np.ndarray
+    ev_ej_n: np.ndarray
+    ev_cr: np.ndarray
+    ev_cr_n: np.ndarray
+    ev_sc: np.ndarray
+    ev_sc_n: np.ndarray
+    occ_sum: np.ndarray  # sum over window cycles
+    link_flits: np.ndarray  # (N * 5,) flits sent per output port in the window
+    h_pkt: np.ndarray
+    h_net: np.ndarray
+    h_flit: np.ndarray
+    # trace: tasks
+    t_core: np.ndarray
+    t_es: np.ndarray
+    t_dur: np.ndarray
+    t_left: np.ndarray
+    t_ready: np.ndarray
+    t_start: np.ndarray
+    t_finish: np.ndarray
+    t_mptr: np.ndarray
+    t_midx: np.ndarray
+    hp_off: np.ndarray  # per-core heap segment offsets (N + 1)
+    hp_n: np.ndarray
+    hp_cyc: np.ndarray
+    hp_task: np.ndarray
+    core_run: np.ndarray
+    core_fin: np.ndarray
+    # trace: messages
+    m_src: np.ndarray
+    m_flits: np.ndarray
+    m_dptr: np.ndarray
+    m_dst: np.ndarray
+    m_dtask: np.ndarray
+    m_order: np.ndarray  # messages without producer, by (cycle, index)
+    m_cycle: np.ndarray
+    m_create: np.ndarray
+    m_inject: np.ndarray
+    m_deliver: np.ndarray
+    m_left: np.ndarray
+    d_deliver: np.ndarray
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+@njit(cache=True, inline="always")
+def _rand(rng, n):
+    """Next splitmix64 output of node ``n``'s stream, as a float in [0, 1)."""
+    z = rng[n] + _GOLDEN
+    rng[n] = z
+    z = (z ^ (z >> _U30)) * _MIX1
+    z = (z ^ (z >> _U27)) * _MIX2
+    z = z ^ (z >> _U31)
+    return float(z >> _U11) * _INV53
+
+
+@njit(cache=True, inline="always")
+def _wrap(x, m):
+    """x mod m for x in [-m, 2m) without a division."""
+    if x >= m:
+        return x - m
+    if x < 0:
+        return x + m
+    return x
+
+
+@njit(cache=True, inline="always")
+def _step(a, b, k, wrap):
+    """Direction (+1, -1, 0) from coordinate a to b on a line (or ring) of k routers."""
+    if a == b:
+        return 0
+    if wrap:
+        d = (b - a) % k
+        return 1 if 2 * d <= k else -1
+    return 1 if b > a else -1
+
+
+@njit(cache=True)
+def _route(r, src, dst, rows, cols, torus, yx, nv):
+    """(output port, first VC, end VC) of a head at router r; dimension order, minimal.
+
+    On a torus the VCs split into two dateline classes per dimension: class 0 before the
+    packet crosses that dimension's wrap-around link, class 1 from the crossing hop on
+    (Dally & Towles 2004, section 14.2), which breaks the ring's channel-dependency cycle.
+    """
+    x = r % cols
+    y = r // cols
+    tx = dst % cols
+    ty = dst // cols
+    wx = torus and cols >= 3
+    wy = torus and rows >= 3
+    sx = _step(x, tx, cols, wx)
+    sy = _step(y, ty, rows, wy)
+    go_x = (sx != 0) if not yx else (sy == 0 and sx != 0)
+    half = nv // 2
+    if go_x:
+        o = 1 if sx > 0 else 2
+        if wx:
+            x0 = src % cols
+            crossed = (x < x0 or x == cols - 1) if sx > 0 else (x > x0 or x == 0)
+            return (o, half, nv) if crossed else (o, 0, half)
+        return o, 0, nv
+    if sy != 0:
+        o = 3 if sy > 0 else 4
+        if wy:
+            y0 = src // cols
+            crossed = (y < y0 or y == rows - 1) if sy > 0 else (y > y0 or y == 0)
+            return (o, half, nv) if crossed else (o, 0, half)
+        return o, 0, nv
+    return 0, 0, nv
+
+
+@njit(cache=True)
+def _mc_mask(r, p, k0, cnt, m_dst, rows, cols, yx):
+    """Output ports of a multicast copy at router r that arrived on input port p.
+
+    The copy serves the destinations of its XY (or YX) tree branch: at the source (p = 0) all
+    of them; travelling along the first dimension, those on or beyond this coordinate; along
+    the second, those in this column (row) on or beyond this router. Each destination adds
+    the port its unicast route takes here (0 = eject).
+    """
+    x = r % cols
+    y = r // cols
+    mask = 0
+    for k in range(k0, k0 + cnt):
+        d = m_dst[k]
+        dx = d % cols
+        dy = d // cols
+        if p == 0:
+            keep = True
+        elif not yx:
+            if p == 2:
+                keep = dx >= x
+            elif p == 1:
+                keep = dx <= x
+            elif p == 4:
+                keep = dx == x and dy >= y
+            else:
+                keep = dx == x and dy <= y
+        elif p == 4:
+            keep = dy >= y
+        elif p == 3:
+            keep = dy <= y
+        elif p == 2:
+            keep = dy == y and dx >= x
+        else:
+            keep = dy == y and dx <= x
+        if not keep:
+            continue
+        o, _, _ = _route(r, 0, d, rows, cols, False, yx, 1)
+        mask |= 1 << o
+    return mask
+
+
+# ------------------------------------------------------------------------------- task graph
+# Only :func:`_trace` takes the whole state (each function that does costs seconds of
+# compilation); the helpers it calls take the few arrays they need.
+
+TR_CYCLE, TR_DELIVERED, TR_INJECTED, TR_NEXT = range(4)
+_NEVER = np.int64(2**62)
+
+
+@njit(cache=True)
+def _heap_push(hp_off, hp_n, hp_cyc, hp_task, core, cyc, task):
+    """Push task with key (cyc, task) on core's min-heap segment."""
+    base = hp_off[core]
+    i = hp_n[core]
+    hp_n[core] = i + 1
+    while i > 0:
+        parent = (i - 1) // 2
+        pc = hp_cyc[base + parent]
+        pt = hp_task[base + parent]
+        if pc < cyc or (pc == cyc and pt < task):
+            break
+        hp_cyc[base + i] = pc
+        hp_task[base + i] = pt
+        i = parent
+    hp_cyc[base + i] = cyc
+    hp_task[base + i] = task
+
+
+@njit(cache=True)
+def _heap_pop(hp_off, hp_n, hp_cyc, hp_task, core):
+    """Pop the task with the smallest (ready cycle, task index) of core's heap."""
+    base = hp_off[core]
+    top = hp_task[base]
+    n = hp_n[core] - 1
+    hp_n[core] = n
+    cyc = hp_cyc[base + n]
+    task = hp_task[base + n]
+    i = 0
+    while True:
+        child = 2 * i + 1
+        if child >= n:
+            break
+        if child + 1 < n:
+            a_c = hp_cyc[base + child]
+            b_c = hp_cyc[base + child + 1]
+            if b_c < a_c or (b_c == a_c and hp_task[base + child + 1] < hp_task[base + child]):
+                child += 1
+        cc = hp_cyc[base + child]
+        ct = hp_task[base + child]
+        if cyc < cc or (cyc == cc and task < ct):
+            break
+        hp_cyc[base + i] = cc
+        hp_task[base + i] = ct
+        i = child
+    hp_cyc[base + i] = cyc
+    hp_task[base + i] = task
+    return top
+
+
+@njit(cache=True)
+def _msg_of(m_dptr, k):
+    """The message of destination entry k (binary search in the CSR offsets)."""
+    lo = 0
+    hi = m_dptr.shape[0] - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if m_dptr[mid] <= k:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
+def _emit(m, c, cnt, m_src, m_dptr, m_dst, m_flits, m_create, m_left, p_src, p_dst, p_size,
+          p_ctime, p_itime, p_hops, p_tag, p_dent, p_next, free, qhead, qtail, p_mc, p_dcnt,
+          p_copies, multicast):
+    """Message m enters its source queue at cycle c: one packet per destination, or one
+    tree-replicated packet for all of them with ``multicast``."""
+    m_create[m] = c
+    ndst = m_dptr[m + 1] - m_dptr[m]
+    m_left[m] = ndst
+    src = m_src[m]
+    mc = multicast and ndst > 1
+    for k in range(m_dptr[m], m_dptr[m] + (1 if mc else ndst)):
+        top = cnt[C_FREE] - 1
+        cnt[C_FREE] = top
+        pk = free[top]
+        p_src[pk] = src
+        p_dst[pk] = m_dst[k]
+        p_size[pk] = m_flits[m]
+        p_ctime[pk] = c
+        p_itime[pk] = -1
+        p_hops[pk] = 0
+        p_tag[pk] = 1
+        p_dent[pk] = k
+        p_mc[pk] = 1 if mc else 0
+        p_dcnt[pk] = ndst if mc else 1
+        p_copies[pk] = ndst if mc else 1
+        p_next[pk] = -1
+        if qtail[src] >= 0:
+            p_next[qtail[src]] = pk
+        else:
+            qhead[src] = pk
+        qtail[src] = pk
+        cnt[C_QUEUED] += 1
+        cnt[C_TAG_OUT] += p_copies[pk]
+        cnt[C_GEN_FLITS] += m_flits[m]
+
+
+@njit(cache=True)
+def _trace(s, what, c, arg):
+    """Task-graph events. TR_CYCLE: release timed messages, finish tasks ending at c, start
+    ready tasks on idle cores. TR_DELIVERED: destination entry ``arg`` was delivered.
+    TR_INJECTED: packet ``arg``'s head entered the network. TR_NEXT: earliest cycle > c at
+    which something happens in an idle network (-1 if never)."""
+    cnt = s.cnt
+    hp_off, hp_n, hp_cyc, hp_task = s.hp_off, s.hp_n, s.hp_cyc, s.hp_task
+    if what == TR_INJECTED:
+        m = _msg_of(s.m_dptr, s.p_dent[arg])
+        if s.m_inject[m] < 0:
+            s.m_inject[m] = c
+        return 0
+    if what == TR_DELIVERED:
+        k = arg
+        s.d_deliver[k] = c
+        m = _msg_of(s.m_dptr, k)
+        s.m_left[m] -= 1
+        if s.m_left[m] == 0:
+            s.m_deliver[m] = c
+            cnt[C_MSG_DONE] += 1
+        t = s.m_dtask[k]
+        if t >= 0:
+            s.t_left[t] -= 1
+            if s.t_left[t] == 0:
+                ready = max(s.t_es[t], c)
+                s.t_ready[t] = ready
+                _heap_push(hp_off, hp_n, hp_cyc, hp_task, s.t_core[t], ready, t)
+                cnt[C_HEAPED] += 1
+                cnt[C_NEXT_EV] = min(cnt[C_NEXT_EV], ready)
+        return 0
+    if what == TR_NEXT:
+        best = -1
+        if cnt[C_REL] < s.m_order.shape[0]:
+            best = s.m_cycle[s.m_order[cnt[C_REL]]]
+        for core in range(s.par[N_]):
+            if s.core_run[core] >= 0:
+                e = s.core_fin[core]
+            elif hp_n[core] > 0:
+                e = hp_cyc[hp_off[core]]
+            else:
+                continue
+            if best < 0 or e < best:
+                best = e
+        return best
+    # TR_CYCLE
+    n_rel = s.m_order.shape[0]
+    while cnt[C_REL] < n_rel:
+        m = s.m_order[cnt[C_REL]]
+        if s.m_cycle[m] > c:
+            break
+        _emit(m, c, cnt, s.m_src, s.m_dptr, s.m_dst, s.m_flits, s.m_create, s.m_left,
+              s.p_src, s.p_dst, s.p_size, s.p_ctime, s.p_itime, s.p_hops, s.p_tag, s.p_dent,
+              s.p_next, s.free, s.qhead, s.qtail, s.p_mc, s.p_dcnt, s.p_copies,
+              s.par[MC] == 1)
+        cnt[C_REL] += 1
+    nxt = _NEVER
+    if cnt[C_REL] < n_rel:
+        nxt = s.m_cycle[s.m_order[cnt[C_REL]]]
+    if cnt[C_RUNNING] == 0 and cnt[C_HEAPED] == 0:
+        cnt[C_NEXT_EV] = nxt
+        return 0
+    for core in range(s.par[N_]):
+        finished = -1
+        t = s.core_run[core]
+        if t >= 0 and s.core_fin[core] <= c:
+            finished = t
+            s.core_run[core] = -1
+            cnt[C_RUNNING] -= 1
+        while True:
+            if finished >= 0:
+                s.t_finish[finished] = c
+                cnt[C_TASK_DONE] += 1
+                for j in range(s.t_mptr[finished], s.t_mptr[finished + 1]):
+                    _emit(s.t_midx[j], c, cnt, s.m_src, s.m_dptr, s.m_dst, s.m_flits,
+                          s.m_create, s.m_left, s.p_src, s.p_dst, s.p_size, s.p_ctime,
+                          s.p_itime, s.p_hops, s.p_tag, s.p_dent, s.p_next, s.free, s.qhead,
+                          s.qtail, s.p_mc, s.p_dcnt, s.p_copies, s.par[MC] == 1)
+                finished = -1
+            if s.core_run[core] >= 0 or hp_n[core] == 0 or hp_cyc[hp_off[core]] > c:
+                break
+            t = _heap_pop(hp_off, hp_n, hp_cyc, hp_task, core)
+            cnt[C_HEAPED] -= 1
+            s.t_start[t] = c
+            if s.t_dur[t] == 0:
+                finished = t
+            else:
+                s.core_run[core] = t
+                s.core_fin[core] = c + s.t_dur[t]
+                cnt[C_RUNNING] += 1
+        if s.core_run[core] >= 0:
+            nxt = min(nxt, s.core_fin[core])
+        elif hp_n[core] > 0:
+            nxt = min(nxt, hp_cyc[hp_off[core]])
+    cnt[C_NEXT_EV] = nxt
+    return 0
+
+
+@njit(cache=True)
+def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
+    """Multicast input VC (r, p, v) sends its next flit on branch o; a buffered flit leaves
+    (and its credit goes upstream) once every branch has sent it."""
+    par = s.par
+    cnt = s.cnt
+    nv = par[V_]
+    dep = par[D_]
+    w = par[W_]
+    sp = par[S_]
+    n = par[N_]
+    nrp = n * P
+    q = (r * P + p) * nv + v
+    fi = s.isent[q * P + o]
+    pk = s.bpk[q * dep + _wrap(s.bh[q] + fi - s.ifront[q], dep)]
+    size = s.p_size[pk]
+    ov = s.iovm[q * P + o]
+    oq = (r * P + o) * nv + ov
+    s.ocred[oq] -= 1
+    s.isent[q * P + o] = fi + 1
+    cnt[C_IN_NET] += 1  # one more copy in flight; the buffered original leaves below
+    cnt[C_REPL] += 1
+    if o == 0:
+        ew = r * w + slot_ej
+        s.ev_ej[slot_ej * n + s.ev_ej_n[slot_ej]] = r
+        s.ev_ej_n[slot_ej] += 1
+        s.epk[ew] = pk
+        s.efi[ew] = fi
+        s.evc[ew] = ov
+    else:
+        drp = s.nbr[r, o] * P + OPP[o]
+        lw = drp * w + slot_fly
+        s.ev_ln[slot_fly * nrp + s.ev_ln_n[slot_fly]] = drp
+        s.ev_ln_n[slot_fly] += 1
+        s.lpk[lw] = pk
+        s.lfi[lw] = fi
+        s.lvc[lw] = ov
+    if fi == 0:
+        s.p_hops[pk] += 1
+    cnt[C_FLIT_HOPS] += 1
+    cnt[C_PROGRESS] = c
+    if measuring:
+        s.link_flits[r * P + o] += 1
+    if fi == size - 1 and par[WAIT] == 0:
+        s.obusy[oq] = 0
+    # flits every branch has sent leave the buffer
+    low = size
+    for b in range(P):
+        if (s.imc[q] >> b) & 1:
+            low = min(low, s.isent[q * P + b])
+    while s.ifront[q] < low and s.bn[q] > 0:
+        f = s.ifront[q]
+        s.ifront[q] = f + 1
+        s.bh[q] = _wrap(s.bh[q] + 1, dep)
+        s.bn[q] -= 1
+        s.pocc[r * P + p] -= 1
+        s.occ[r] -= 1
+        cnt[C_IN_NET] -= 1
+        cnt[C_REPL] -= 1
+        tail = f == size - 1
+        cnt[C_CRED] += 1
+        if p == 0:
+            sw = r * w + slot_cd
+            k = s.swn[sw]
+            if k == 0:
+                s.ev_sc[slot_cd * n + s.ev_sc_n[slot_cd]] = r
+                s.ev_sc_n[slot_cd] += 1
+            s.swv[sw * sp + k] = v
+            s.swt[sw * sp + k] = 1 if tail else 0
+            s.swn[sw] = k + 1
+        else:
+            urp = s.nbr[r, p] * P + OPP[p]
+            cw = urp * w + slot_cd
+            k = s.cwn[cw]
+            if k == 0:
+                s.ev_cr[slot_cd * nrp + s.ev_cr_n[slot_cd]] = urp
+                s.ev_cr_n[slot_cd] += 1
+            s.cwv[cw * sp + k] = v
+            s.cwt[cw * sp + k] = 1 if tail else 0
+            s.cwn[cw] = k + 1
+        if tail:
+            s.imc[q] = 0
+            s.ifront[q] = 0
+            if s.bn[q] == 0:
+                s.ist[q] = 0
+            else:
+                npk = s.bpk[q * dep + s.bh[q]]
+                s.ist[q] = 1
+                s.vawait[r] += 1
+                s.irdy[q] = max(c + 1, s.bt[q * dep + s.bh[q]] + par[RC])
+                rows = par[ROWS]
+                cols = par[COLS]
+                yx = par[ROUTING] == 1
+                if s.p_mc[npk] == 1:
+                    s.imc[q] = _mc_mask(r, p, s.p_dent[npk], s.p_dcnt[npk], s.m_dst, rows, cols,
+                                        yx)
+                else:
+                    o2, lo, hi = _route(r, s.p_src[npk], s.p_dst[npk], rows, cols,
+                                        par[TORUS] == 1, yx, nv)
+                    s.iout[q] = o2
+                    s.ilo[q] = lo
+                    s.ihi[q] = hi
+            break
+    if s.bn[q] == 0:
+        s.pvm[r * P + p] &= ~(_ONE << np.uint64(v))
+
+
+# ------------------------------------------------------------------------------- the cycle loop
+
+
+@njit(cache=True)
+def run_cycles(s, c_end):
+    """Simulate from cycle ``cnt[C_NOW]`` up to ``c_end`` (exclusive); returns an exit code.
+
+    Stops early with ST_GROW (packet pool nearly full: the caller grows it and calls again),
+    ST_STALL (no flit moved for ``watchdog`` cycles with flits in the network), ST_DONE (drain
+    mode: every tagged packet delivered; trace mode: every message delivered and every task
+    finished) or ST_TRACE_STALL (trace mode: nothing left that could make progress).
+
+    The body is written out in one function over local arrays: a call that passes the state
+    tuple costs a reference-count update per array, more than a router's whole cycle.
+    """
+    par = s.par
+    cnt = s.cnt
+    nbr = s.nbr
+    bpk, bfi, bt, bh, bn = s.bpk, s.bfi, s.bt, s.bh, s.bn
+    ist, iout, ilo, ihi, iovc, irdy = s.ist, s.iout, s.ilo, s.ihi, s.iovc, s.irdy
+    imc, ifront, isent, iovm = s.imc, s.ifront, s.isent, s.iovm
+    p_mc, p_dcnt, p_copies, m_dst = s.p_mc, s.p_dcnt, s.p_copies, s.m_dst
+    obusy, ocred = s.obusy, s.ocred
+    lpk, lfi, lvc, epk, efi, evc = s.lpk, s.lfi, s.lvc, s.epk, s.efi, s.evc
+    cwn, cwv, cwt, swn, swv, swt = s.cwn, s.cwv, s.cwt, s.swn, s.swv, s.swt
+    sbusy, scred, scur, sfi, svc, srr = s.sbusy, s.scred, s.scur, s.sfi, s.svc, s.srr
+    qhead, qtail = s.qhead, s.qtail
+    va_g, va_a, sa_g, sa_a, sa_v = s.va_g, s.va_a, s.sa_g, s.sa_a, s.sa_v
+    p_src, p_dst, p_size, p_ctime, p_itime = s.p_src, s.p_dst, s.p_size, s.p_ctime, s.p_itime
+    p_hops, p_tag, p_dent, p_next, free = s.p_hops, s.p_tag, s.p_dent, s.p_next, s.free
+    rng, gen_prob, perm, hot, hot_frac = s.rng, s.gen_prob, s.perm, s.hot, s.hot_frac
+    burst_on = s.burst_on
+    acc, occ, occ_sum, link_flits = s.acc, s.occ, s.occ_sum, s.link_flits
+    pocc, vawait, pvm = s.pocc, s.vawait, s.pvm
+    ev_ln, ev_ln_n, ev_ej, ev_ej_n = s.ev_ln, s.ev_ln_n, s.ev_ej, s.ev_ej_n
+    ev_cr, ev_cr_n, ev_sc, ev_sc_n = s.ev_cr, s.ev_cr_n, s.ev_sc, s.ev_sc_n
+    h_pkt, h_net, h_flit = s.h_pkt, s.h_net, s.h_flit
+
+    n = par[N_]
+    nv = par[V_]
+    dep = par[D_]
+    w = par[W_]
+    sp = par[S_]
+    rows = par[ROWS]
+    cols = par[COLS]
+    torus = par[TORUS] == 1
+    yx = par[ROUTING] == 1
+    rc = par[RC]
+    va_d = par[VA]
+    cd = par[CD]
+    # credit of a flit switched in cycle c: its buffer slot frees after switch traversal, the
+    # credit crosses the link back and the upstream router takes credit_delay to process it
+    cd_sw = par[ST] + par[LINK] + cd
+    # credit of a flit read by a terminal: back over the ejection link, then credit_delay
+    cd_ej = par[LINK] + cd
+    link = par[LINK]
+    fly = par[SA] + par[ST] + par[LINK]
+    wait = par[WAIT] == 1
+    iters = par[ITERS]
+    va_islip = par[VALLOC] == 0
+    sa_islip = par[SALLOC] == 0
+    pv = P * nv
+    pe = P * sp
+    nrp = n * P
+    trace = par[MODE] == MODE_TRACE
+    burst = par[BURST] == 1
+    pattern = par[PATTERN]
+    pgen = gen_prob[0]
+    size_synth = s.size_flits[0]
+    n_hot = hot.shape[0]
+    reqs = np.empty(pv, np.int64)
+    grant = np.empty(pv, np.int64)
+    matched = np.zeros(pv, np.int64)
+    mask = np.zeros(pe, np.int64)
+    gout = np.empty(P, np.int64)
+    pick = np.empty(pe, np.int64)
+    match_e = np.empty(pe, np.int64)
+    first_e = np.empty(pe, np.int64)
+    elist = np.empty(pe, np.int64)
+    preq = np.empty(pv, np.int64)
+    pstart = np.zeros(P + 1, np.int64)
+    pfill = np.zeros(P, np.int64)
+    vgrp = np.arange(nv) % sp
+
+    c = cnt[C_NOW]
+    while c < c_end:
+        if trace:
+            if cnt[C_MSG_DONE] == s.m_src.shape[0] and cnt[C_TASK_DONE] == s.t_core.shape[0]:
+                cnt[C_NOW] = c
+                return ST_DONE
+            if cnt[C_IN_NET] == 0 and cnt[C_QUEUED] == 0 and cnt[C_CRED] == 0:
+                # the network is empty: skip to the next timed release, finish or start
+                nxt = _trace(s, TR_NEXT, c - 1, 0)
+                if nxt < 0:
+                    cnt[C_NOW] = c
+                    return ST_TRACE_STALL
+                if nxt > c:
+                    c = min(nxt, c_end)
+                    cnt[C_PROGRESS] = c
+                    continue
+        else:
+            if cnt[C_FREE] < n:
+                cnt[C_NOW] = c
+                return ST_GROW
+            if par[DRAIN] == 1 and cnt[C_TAG_OUT] == 0:
+                cnt[C_NOW] = c
+                return ST_DONE
+        if cnt[C_IN_NET] > 0 and c - cnt[C_PROGRESS] > par[WATCHDOG]:
+            cnt[C_NOW] = c
+            return ST_STALL
+        measuring = par[WARM] <= c < par[MEND]
+        slot = c % w
+        slot_cd = (c + cd_sw) % w
+        slot_cd_ej = (c + cd_ej) % w
+        slot_link = (c + link) % w
+        slot_fly = (c + fly) % w
+        slot_ej = (c + fly + 1) % w
+
+        # ---- 1. credits whose delay ends now
+        if cnt[C_CRED] > 0:
+            for ev in range(ev_cr_n[slot]):
+                rp = ev_cr[slot * nrp + ev]
+                cw = rp * w + slot
+                k = cwn[cw]
+                for j in range(k):
+                    oq = rp * nv + cwv[cw * sp + j]
+                    ocred[oq] += 1
+                    if wait and cwt[cw * sp + j] != 0:
+                        obusy[oq] = 0
+                cnt[C_CRED] -= k
+                cwn[cw] = 0
+            ev_cr_n[slot] = 0
+            for ev in range(ev_sc_n[slot]):
+                r = ev_sc[slot * n + ev]
+                sw = r * w + slot
+                k = swn[sw]
+                for j in range(k):
+                    v = swv[sw * sp + j]
+                    scred[r * nv + v] += 1
+                    if wait and swt[sw * sp + j] != 0:
+                        sbusy[r * nv + v] = 0
+                cnt[C_CRED] -= k
+                swn[sw] = 0
+            ev_sc_n[slot] = 0
+
+        # ---- 1b. flits whose link ends now; 2. ejection at the terminals
+        if cnt[C_IN_NET] > 0:
+            for ev in range(ev_ln_n[slot]):
+                rp = ev_ln[slot * nrp + ev]
+                r = rp // P
+                lw = rp * w + slot
+                pk = lpk[lw]
+                lpk[lw] = -1
+                v = lvc[lw]
+                q = rp * nv + v
+                if bn[q] == 0:
+                    pvm[rp] |= _ONE << np.uint64(v)
+                pos = q * dep + _wrap(bh[q] + bn[q], dep)
+                bpk[pos] = pk
+                bfi[pos] = lfi[lw]
+                bt[pos] = c
+                bn[q] += 1
+                pocc[rp] += 1
+                occ[r] += 1
+                if ist[q] == 0:
+                    # a head at an idle VC: route now (lookahead), VC allocation from c + rc
+                    ist[q] = 1
+                    vawait[r] += 1
+                    irdy[q] = c + rc
+                    if p_mc[pk] == 1:
+                        imc[q] = _mc_mask(r, rp - r * P, p_dent[pk], p_dcnt[pk], m_dst, rows,
+                                          cols, yx)
+                        ifront[q] = 0
+                    else:
+                        o, lo, hi = _route(r, p_src[pk], p_dst[pk], rows, cols, torus, yx, nv)
+                        iout[q] = o
+                        ilo[q] = lo
+                        ihi[q] = hi
+            ev_ln_n[slot] = 0
+            for ev in range(ev_ej_n[slot]):
+                r = ev_ej[slot * n + ev]
+                e = r * w + slot
+                pk = epk[e]
+                epk[e] = -1
+                fi = efi[e]
+                cnt[C_EJ] += 1
+                cnt[C_IN_NET] -= 1
+                cnt[C_PROGRESS] = c
+                if measuring:
+                    acc[r] += 1
+                    cnt[C_M_EJ] += 1
+                tagged = p_tag[pk] == 1
+                if tagged:
+                    h_flit[min(c - p_ctime[pk], HIST - 1)] += 1
+                    cnt[C_T_FLITS] += 1
+                    cnt[C_T_FLITSUM] += c - p_ctime[pk]
+                tail = fi == p_size[pk] - 1
+                tc = r * P * w + slot_cd_ej
+                kk = cwn[tc]
+                if kk == 0:
+                    ev_cr[slot_cd_ej * nrp + ev_cr_n[slot_cd_ej]] = r * P
+                    ev_cr_n[slot_cd_ej] += 1
+                cwv[tc * sp + kk] = evc[e]
+                cwt[tc * sp + kk] = 1 if tail else 0
+                cwn[tc] = kk + 1
+                cnt[C_CRED] += 1
+                if tail:
+                    if tagged:
+                        lat = c - p_ctime[pk]
+                        net = c - p_itime[pk]
+                        cnt[C_T_DONE] += 1
+                        cnt[C_T_PKT] += lat
+                        cnt[C_T_PKT2] += lat * lat
+                        cnt[C_T_NET] += net
+                        cnt[C_T_NET2] += net * net
+                        if p_mc[pk] == 1:  # this copy's branch of the tree
+                            cnt[C_T_HOPS] += (abs(r % cols - p_src[pk] % cols)
+                                              + abs(r // cols - p_src[pk] // cols) + 1)
+                        else:
+                            cnt[C_T_HOPS] += p_hops[pk]
+                        cnt[C_MAXLAT] = max(cnt[C_MAXLAT], lat)
+                        h_pkt[min(lat, HIST - 1)] += 1
+                        h_net[min(net, HIST - 1)] += 1
+                        cnt[C_TAG_OUT] -= 1
+                    kd = p_dent[pk]
+                    if p_mc[pk] == 1:
+                        for kk in range(p_dent[pk], p_dent[pk] + p_dcnt[pk]):
+                            if m_dst[kk] == r:
+                                kd = kk
+                    if trace:
+                        _trace(s, TR_DELIVERED, c, kd)
+                    p_copies[pk] -= 1
+                    if p_copies[pk] == 0:
+                        free[cnt[C_FREE]] = pk
+                        cnt[C_FREE] += 1
+            ev_ej_n[slot] = 0
+
+        # ---- 3. traffic
+        if trace:
+            if c >= cnt[C_NEXT_EV]:
+                _trace(s, TR_CYCLE, c, 0)
+        else:
+            for r in range(n):
+                if burst:
+                    u = _rand(rng, r)
+                    if burst_on[r] == 1:
+                        if u < gen_prob[2]:
+                            burst_on[r] = 0
+                    elif u < gen_prob[1]:
+                        burst_on[r] = 1
+                    if burst_on[r] == 0:
+                        continue
+                if _rand(rng, r) >= pgen:
+                    continue
+                if pattern == 1:
+                    dst = perm[r]
+                else:
+                    dst = -1
+                    if pattern == 2 and _rand(rng, r) < hot_frac[0]:
+                        dst = hot[min(int(_rand(rng, r) * n_hot), n_hot - 1)]
+                    if dst < 0:
+                        dst = min(int(_rand(rng, r) * n), n - 1)
+                top = cnt[C_FREE] - 1
+                cnt[C_FREE] = top
+                pk = free[top]
+                p_src[pk] = r
+                p_dst[pk] = dst
+                p_size[pk] = size_synth
+                p_ctime[pk] = c
+                p_itime[pk] = -1
+                p_hops[pk] = 0
+                p_tag[pk] = 1 if measuring else 0
+                p_dent[pk] = -1
+                p_mc[pk] = 0
+                p_dcnt[pk] = 1
+                p_copies[pk] = 1
+                p_next[pk] = -1
+                if qtail[r] >= 0:
+                    p_next[qtail[r]] = pk
+                else:
+                    qhead[r] = pk
+                qtail[r] = pk
+                cnt[C_QUEUED] += 1
+                cnt[C_GEN_PKT] += 1
+                cnt[C_GEN_FLITS] += size_synth
+                if measuring:
+                    cnt[C_TAG_OUT] += 1
+                    cnt[C_M_GEN_FLITS] += size_synth
+
+        # ---- 4. each source sends at most one flit into its router's local input port
+        if cnt[C_QUEUED] > 0:
+            for r in range(n):
+                if scur[r] < 0:
+                    if qhead[r] < 0:
+                        continue
+                    for j in range(nv):
+                        v = _wrap(srr[r] + j, nv)
+                        if sbusy[r * nv + v] == 0 and scred[r * nv + v] > 0:
+                            pk = qhead[r]
+                            qhead[r] = p_next[pk]
+                            if qhead[r] < 0:
+                                qtail[r] = -1
+                            scur[r] = pk
+                            sfi[r] = 0
+                            svc[r] = v
+                            sbusy[r * nv + v] = 1
+                            srr[r] = _wrap(v + 1, nv)
+                            p_itime[pk] = c
+                            if trace:
+                                _trace(s, TR_INJECTED, c, pk)
+                            break
+                pk = scur[r]
+                if pk < 0:
+                    continue
+                v = svc[r]
+                if scred[r * nv + v] <= 0:
+                    continue
+                scred[r * nv + v] -= 1
+                fi = sfi[r]
+                lw = (r * P) * w + slot_link
+                ev_ln[slot_link * nrp + ev_ln_n[slot_link]] = r * P
+                ev_ln_n[slot_link] += 1
+                lpk[lw] = pk
+                lfi[lw] = fi
+                lvc[lw] = v
+                cnt[C_INJ] += 1
+                cnt[C_IN_NET] += 1
+                cnt[C_PROGRESS] = c
+                if fi == p_size[pk] - 1:
+                    if not wait:
+                        sbusy[r * nv + v] = 0
+                    scur[r] = -1
+                    cnt[C_QUEUED] -= 1
+                else:
+                    sfi[r] = fi + 1
+
+        # ---- 5. VC allocation and switch allocation, router by router
+        for r in range(n):
+            if occ[r] == 0:
+                continue
+            base = r * pv
+            # -- VC allocation: heads waiting for an output VC on their route
+            nreq = 0
+            ports = 0
+            for i in range(pv if vawait[r] > 0 else 0):
+                if ist[base + i] == 1 and irdy[base + i] <= c and imc[base + i] != 0:
+                    # multicast head: an output VC on every branch at once, or none
+                    q = base + i
+                    ok = True
+                    for o in range(P):
+                        if (imc[q] >> o) & 1:
+                            iovm[q * P + o] = -1
+                            for j in range(nv):
+                                ov = _wrap(va_a[q] + j, nv)
+                                if obusy[base + o * nv + ov] == 0:
+                                    iovm[q * P + o] = ov
+                                    break
+                            if iovm[q * P + o] < 0:
+                                ok = False
+                    if ok:
+                        for o in range(P):
+                            if (imc[q] >> o) & 1:
+                                obusy[base + o * nv + iovm[q * P + o]] = 1
+                                isent[q * P + o] = 0
+                        va_a[q] = _wrap(va_a[q] + 1, nv)
+                        ist[q] = 2
+                        vawait[r] -= 1
+                        irdy[q] = c + va_d
+                elif ist[base + i] == 1 and irdy[base + i] <= c:
+                    reqs[nreq] = i
+                    nreq += 1
+                    matched[i] = 0
+                    ports |= 1 << iout[base + i]
+            for it in range(iters if nreq > 0 else 0):
+                if va_islip:
+                    # requesters grouped by output port (in input order)
+                    if it == 0:
+                        for o in range(P + 1):
+                            pstart[o] = 0
+                        for k in range(nreq):
+                            pstart[iout[base + reqs[k]] + 1] += 1
+                        for o in range(P):
+                            pstart[o + 1] += pstart[o]
+                            pfill[o] = pstart[o]
+                        for k in range(nreq):
+                            o = iout[base + reqs[k]]
+                            preq[pfill[o]] = reqs[k]
+                            pfill[o] += 1
+                    # grant: every free output VC picks a requester round-robin from its pointer
+                    for k in range(nreq):
+                        grant[reqs[k]] = -1  # reused below as "accepted output VC"
+                    for o in range(P):
+                        if not (ports >> o) & 1:
+                            continue
+                        for ov in range(nv):
+                            oq = base + o * nv + ov
+                            if obusy[oq] != 0:
+                                continue
+                            best = -1
+                            bestd = pv
+                            for k in range(pstart[o], pstart[o + 1]):
+                                i = preq[k]
+                                q = base + i
+                                if matched[i] or ov < ilo[q] or ov >= ihi[q]:
+                                    continue
+                                d = _wrap(i - va_g[oq], pv)
+                                if d < bestd:
+                                    bestd = d
+                                    best = i
+                            if best < 0:
+                                continue
+                            # accept: the requester keeps the grant nearest its own pointer
+                            qb = base + best
+                            cur = grant[best]
+                            if cur < 0 or _wrap(ov - va_a[qb], nv) < _wrap(cur - va_a[qb], nv):
+                                grant[best] = ov
+                    for k in range(nreq):
+                        i = reqs[k]
+                        ov = grant[i]
+                        if matched[i] or ov < 0:
+                            continue
+                        q = base + i
+                        oq = base + iout[q] * nv + ov
+                        obusy[oq] = 1
+                        iovc[q] = ov
+                        ist[q] = 2
+                        vawait[r] -= 1
+                        irdy[q] = c + va_d
+                        matched[i] = 1
+                        if it == 0:
+                            va_g[oq] = _wrap(i + 1, pv)
+                            va_a[q] = _wrap(ov + 1, nv)
+                else:
+                    # input-first: each requester picks its next free VC, output VCs arbitrate
+                    for k in range(nreq):
+                        i = reqs[k]
+                        q = base + i
+                        grant[i] = -1
+                        if matched[i]:
+                            continue
+                        span = ihi[q] - ilo[q]
+                        for j in range(span):
+                            ov = ilo[q] + (va_a[q] - ilo[q] + j) % span
+                            if obusy[base + iout[q] * nv + ov] == 0:
+                                grant[i] = ov
+                                break
+                    for k in range(nreq):
+                        i = reqs[k]
+                        if matched[i] or grant[i] < 0:
+                            continue
+                        o = iout[base + i]
+                        ov = grant[i]
+                        oq = base + o * nv + ov
+                        if obusy[oq] != 0:
+                            continue
+                        best = -1
+                        bestd = pv
+                        for k2 in range(nreq):
+                            i2 = reqs[k2]
+                            if matched[i2] or grant[i2] != ov or iout[base + i2] != o:
+                                continue
+                            d = _wrap(i2 - va_g[oq], pv)
+                            if d < bestd:
+                                bestd = d
+                                best = i2
+                        qb = base + best
+                        obusy[oq] = 1
+                        iovc[qb] = ov
+                        ist[qb] = 2
+                        vawait[r] -= 1
+                        irdy[qb] = c + va_d
+                        matched[best] = 1
+                        if it == 0:
+                            va_g[oq] = _wrap(best + 1, pv)
+                            va_a[qb] = _wrap(ov + 1, nv)
+
+            # -- switch allocation over (input port x speedup) crossbar inputs; VC v of an
+            #    input port uses crossbar input v % speedup
+            nre = 0
+            omask = 0
+            for p in range(P):
+                m = pvm[r * P + p]
+                while m != 0:
+                    # the non-empty VCs of this port, lowest first
+                    low = m & (~m + _ONE)
+                    m ^= low
+                    v = _DB_IDX[(low * _DEBRUIJN) >> _U58]
+                    q = base + p * nv + v
+                    if ist[q] != 2 or irdy[q] > c:
+                        continue
+                    bids = 0
+                    if imc[q] == 0:
+                        if ocred[base + iout[q] * nv + iovc[q]] > 0:
+                            bids = 1 << iout[q]
+                    else:
+                        size = p_size[bpk[q * dep + bh[q]]]
+                        for o in range(P):
+                            f = isent[q * P + o]
+                            if ((imc[q] >> o) & 1 and f < size and f < ifront[q] + bn[q]
+                                    and ocred[base + o * nv + iovm[q * P + o]] > 0):
+                                bids |= 1 << o
+                    if bids != 0:
+                        e = p * sp + vgrp[v]
+                        if mask[e] == 0:
+                            elist[nre] = e
+                            nre += 1
+                            match_e[e] = -1
+                        mask[e] |= bids
+                        omask |= bids
+            if nre == 0:
+                continue
+            matched_o = 0
+            for it in range(iters):
+                if sa_islip:
+                    # grant: each requested output picks the input nearest after its pointer
+                    for o in range(P):
+                        gout[o] = -1
+                        if not (omask >> o) & 1 or (matched_o >> o) & 1:
+                            continue
+                        g = sa_g[r * P + o]
+                        bestd = pe
+                        for k in range(nre):
+                            e = elist[k]
+                            if match_e[e] < 0 and (mask[e] >> o) & 1:
+                                d = _wrap(e - g, pe)
+                                if d < bestd:
+                                    bestd = d
+                                    gout[o] = e
+                    # accept: each input takes the grant nearest after its pointer
+                    for k in range(nre):
+                        e = elist[k]
+                        if match_e[e] >= 0:
+                            continue
+                        a = sa_a[r * pe + e]
+                        best = -1
+                        bestd = P
+                        for o in range(P):
+                            if gout[o] == e:
+                                d = _wrap(o - a, P)
+                                if d < bestd:
+                                    bestd = d
+                                    best = o
+                        if best >= 0:
+                            match_e[e] = best
+                            first_e[e] = it
+                            matched_o |= 1 << best
+                else:
+                    # input-first: each input picks an output, each output one of its pickers
+                    for k in range(nre):
+                        e = elist[k]
+                        pick[e] = -1
+                        if match_e[e] >= 0:
+                            continue
+                        a = sa_a[r * pe + e]
+                        for j in range(P):
+                            o = _wrap(a + j, P)
+                            if not (matched_o >> o) & 1 and (mask[e] >> o) & 1:
+                                pick[e] = o
+                                break
+                    for o in range(P):
+                        if (matched_o >> o) & 1:
+                            continue
+                        g = sa_g[r * P + o]
+                        best = -1
+                        bestd = pe
+                        for k in range(nre):
+                            e = elist[k]
+                            if match_e[e] < 0 and pick[e] == o:
+                                d = _wrap(e - g, pe)
+                                if d < bestd:
+                                    bestd = d
+                                    best = e
+                        if best >= 0:
+                            match_e[best] = o
+                            first_e[best] = it
+                            matched_o |= 1 << o
+            # -- traversal: each matched crossbar input sends the front flit of one of its VCs
+            for k in range(nre):
+                e = elist[k]
+                mask[e] = 0
+                o = match_e[e]
+                if o < 0:
+                    continue
+                p = e // sp
+                grp = e % sp
+                n_grp = (nv - grp + sp - 1) // sp
+                start = sa_v[r * pe + e]
+                v = -1
+                jj = 0
+                for j in range(n_grp):
+                    jj = _wrap(start + j, n_grp)
+                    q = base + p * nv + grp + jj * sp
+                    if ist[q] != 2 or bn[q] == 0 or irdy[q] > c:
+                        continue
+                    if imc[q] == 0:
+                        if iout[q] == o and ocred[base + o * nv + iovc[q]] > 0:
+                            v = grp + jj * sp
+                            break
+                    else:
+                        f = isent[q * P + o]
+                        if ((imc[q] >> o) & 1 and f < p_size[bpk[q * dep + bh[q]]]
+                                and f < ifront[q] + bn[q]
+                                and ocred[base + o * nv + iovm[q * P + o]] > 0):
+                            v = grp + jj * sp
+                            break
+                if first_e[e] == 0:
+                    sa_g[r * P + o] = _wrap(e + 1, pe)
+                    sa_a[r * pe + e] = _wrap(o + 1, P)
+                    sa_v[r * pe + e] = _wrap(jj + 1, n_grp)
+                q = base + p * nv + v
+                if imc[q] != 0:
+                    # the crossbar input drives every free output that wants the same flit
+                    fi = isent[q * P + o]
+                    branches = 1 << o
+                    for b in range(P):
+                        if (b != o and (imc[q] >> b) & 1 and not (matched_o >> b) & 1
+                                and isent[q * P + b] == fi
+                                and ocred[base + b * nv + iovm[q * P + b]] > 0):
+                            branches |= 1 << b
+                            matched_o |= 1 << b
+                    for b in range(P):
+                        if (branches >> b) & 1:
+                            _mc_send(s, r, p, v, b, c, measuring, slot_fly, slot_ej, slot_cd)
+                    continue
+                slot_b = q * dep + bh[q]
+                pk = bpk[slot_b]
+                fi = bfi[slot_b]
+                bh[q] = _wrap(bh[q] + 1, dep)
+                bn[q] -= 1
+                if bn[q] == 0:
+                    pvm[r * P + p] &= ~(_ONE << np.uint64(v))
+                pocc[r * P + p] -= 1
+                occ[r] -= 1
+                ov = iovc[q]
+                oq = base + o * nv + ov
+                ocred[oq] -= 1
+                tail = fi == p_size[pk] - 1
+                # the freed buffer slot's credit goes back upstream
+                tc = slot_cd
+                cnt[C_CRED] += 1
+                if p == 0:
+                    sw = r * w + tc
+                    k = swn[sw]
+                    if k == 0:
+                        ev_sc[tc * n + ev_sc_n[tc]] = r
+                        ev_sc_n[tc] += 1
+                    swv[sw * sp + k] = v
+                    swt[sw * sp + k] = 1 if tail else 0
+                    swn[sw] = k + 1
+                else:
+                    urp = nbr[r, p] * P + OPP[p]
+                    cw = urp * w + tc
+                    k = cwn[cw]
+                    if k == 0:
+                        ev_cr[tc * nrp + ev_cr_n[tc]] = urp
+                        ev_cr_n[tc] += 1
+                    cwv[cw * sp + k] = v
+                    cwt[cw * sp + k] = 1 if tail else 0
+                    cwn[cw] = k + 1
+                # the flit: onto the link, or to the terminal (read one cycle after arrival)
+                if o == 0:
+                    ew = r * w + slot_ej
+                    ev_ej[slot_ej * n + ev_ej_n[slot_ej]] = r
+                    ev_ej_n[slot_ej] += 1
+                    epk[ew] = pk
+                    efi[ew] = fi
+                    evc[ew] = ov
+                else:
+                    drp = nbr[r, o] * P + OPP[o]
+                    lw = drp * w + slot_fly
+                    ev_ln[slot_fly * nrp + ev_ln_n[slot_fly]] = drp
+                    ev_ln_n[slot_fly] += 1
+                    lpk[lw] = pk
+                    lfi[lw] = fi
+                    lvc[lw] = ov
+                if fi == 0:
+                    p_hops[pk] += 1
+                cnt[C_FLIT_HOPS] += 1
+                cnt[C_PROGRESS] = c
+                if measuring:
+                    link_flits[r * P + o] += 1
+                if tail:
+                    if not wait:
+                        obusy[oq] = 0
+                    if bn[q] == 0:
+                        ist[q] = 0
+                    else:
+                        # the next packet's head is at the front: VC allocation from c + 1
+                        # the next packet's head is at the front: VC allocation from c + 1
+                        npk = bpk[q * dep + bh[q]]
+                        ist[q] = 1
+                        vawait[r] += 1
+                        irdy[q] = max(c + 1, bt[q * dep + bh[q]] + rc)
+                        if p_mc[npk] == 1:
+                            imc[q] = _mc_mask(r, p, p_dent[npk], p_dcnt[npk], m_dst, rows, cols,
+                                              yx)
+                            ifront[q] = 0
+                        else:
+                            o2, lo, hi = _route(r, p_src[npk], p_dst[npk], rows, cols, torus,
+                                                yx, nv)
+                            iout[q] = o2
+                            ilo[q] = lo
+                            ihi[q] = hi
+        if measuring:
+            for r in range(n):
+                occ_sum[r] += occ[r]
+        c += 1
+    cnt[C_NOW] = c
+    return ST_END
