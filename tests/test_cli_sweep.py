@@ -17,7 +17,6 @@ from sweep_fixtures import make_workdir, spec_text
 from mappings.builders import build_scrramble_network
 from mappings.h5format import save_network
 from sim.commands.cli import main
-from sim.commands.demo import packet_network_step
 from sim.sweep.store import finished_keys, load_dataset, point_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,7 +156,9 @@ def test_demo_reuses_its_network(tmp_path, capsys, work):
     assert d["sweep"]["points"] == 30 and d["sweep"]["computed"] == 30
     assert all(Path(p).is_file() for p in d["figures"]) and len(d["figures"]) == 3
     assert (out / "summary.md").read_text().startswith("## scrramble-sim demo")
-    assert d["packet_network"] is None and packet_network_step(out / "net.h5", out) is None
+    noc = d["packet_network"]
+    assert noc["inferences"] == 20 and noc["latency_cycles_mean"] > 0
+    assert 0 < noc["traffic_reduction_percent"] < 100 and (out / "noc.txt").is_file()
     again = _json(capsys, ["demo", "--out", str(out), "--data", str(work / "data"),
                            "--samples", "40", "--sweep-samples", "30", "--in-process",
                            "--json", "--no-progress"])

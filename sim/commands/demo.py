@@ -9,7 +9,8 @@
 4. A small sweep (``OUT/sweep.toml``): programming error (sigma = p * G, p = 0-10 %) x ADC
    bits x 2 chip instances on Dask, then its report (figures and summary table in
    ``OUT/sweep/``).
-5. The packet network, when this version has one (:func:`packet_network_step`).
+5. The packet network: the mapped network's own traffic streamed through the cycle-level
+   network-on-chip (:func:`packet_network_step`, ``scrramble-sim noc NET.h5``).
 
 A rerun reuses the network and skips finished sweep points.
 """
@@ -18,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 import time
 from pathlib import Path
 
 from mappings.safe_files import atomic_write
-from sim.commands import CommandError, CommandResult
+from sim.commands import SUBCOMMANDS, CommandError, CommandResult
 from sim.commands.common import (
     add_seed_argument,
     add_threads_argument,
@@ -44,6 +44,7 @@ IDEAL_CHIP = {  # an ideal chip: ideal devices, 16-bit converters, float activat
     "mapping.activation_bits": 0,
 }
 REALISTIC_PRESET = "rram_wan2022"
+NOC_INFERENCES = 20  # inferences streamed through the packet network
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,13 +92,34 @@ def sweep_spec(net: Path, data: Path | None, samples: int, seed: int = 0) -> str
     )
 
 
-def packet_network_step(network_path: Path, out: Path) -> dict | None:
-    """Hook for the packet network (``sim.noc``): traffic, latency and energy of the mapped
-    network. Returns None while this version has no ``sim.noc`` package; when it lands, run
-    it here on ``network_path`` with the default chip and return its JSON-ready summary."""
-    if importlib.util.find_spec("sim.noc") is None:
+def packet_network_step(network_path: Path, out: Path, args: argparse.Namespace) -> dict | None:
+    """The mapped network's own traffic through the cycle-level packet network
+    (``scrramble-sim noc NET.h5``: 20 inferences streamed on the default chip's mesh, no dense
+    baseline run): its text report goes to ``OUT/noc.txt``; returns the headline numbers, or
+    None when this version has no packet network (``sim.noc``)."""
+    if importlib.util.find_spec("sim.noc") is None or "noc" not in SUBCOMMANDS:
         return None
-    return {"note": "sim.noc is present; wire its simulation into packet_network_step"}
+    from sim.commands.cli import build_parser
+
+    argv = ["noc", str(network_path), "--inferences", str(NOC_INFERENCES),
+            "--dense-inferences", "0", "--samples", "64", "--seed", str(args.seed)]
+    if args.data is not None:
+        argv += ["--data", str(args.data)]
+    nargs = build_parser().parse_args(argv)
+    nargs.no_progress = True
+    result = nargs._module.run(nargs)
+    text = result.text
+    atomic_write(out / "noc.txt", lambda p: p.write_text(text + "\n", encoding="utf-8"))
+    d = result.data
+    return {
+        "inferences": NOC_INFERENCES,
+        "latency_cycles_mean": d["latency_cycles"]["mean"],
+        "throughput_inferences_per_s": d["throughput_inferences_per_s"],
+        "energy_pj_per_inference": d["energy_pj_per_inference"],
+        "tops_per_w": d["tops_per_w"],
+        "traffic_reduction_percent": d["traffic_reduction"],
+        "report": str(out / "noc.txt"),
+    }
 
 
 def _train(args, net_path: Path, progress: bool) -> None:
@@ -201,7 +223,11 @@ def run(args: argparse.Namespace) -> CommandResult:
         timings["sweep"] = time.perf_counter() - t
     except (SweepSpecError, SweepRunError, SweepStoreError, PointError) as exc:
         raise CommandError(str(exc)) from None
-    noc = packet_network_step(net_path, out)
+    t = time.perf_counter()
+    if progress:
+        print("streaming inferences through the packet network", file=sys.stderr)
+    noc = packet_network_step(net_path, out, args)
+    timings["noc"] = time.perf_counter() - t
 
     def pct(v):
         return "n/a" if v is None else f"{100 * v:.2f} %"
@@ -231,9 +257,15 @@ def run(args: argparse.Namespace) -> CommandResult:
         f"{run.skipped} reused, {workers or 'no'} Dask worker(s)):"),
         "",
         markdown_summary(ds),
-        "Packet network: " + ("not in this version (hook: "
-                              "sim.commands.demo.packet_network_step)" if noc is None
-                              else json.dumps(noc)),
+        "Packet network: " + (
+            "not in this version (hook: sim.commands.demo.packet_network_step)" if noc is None
+            else f"{noc['inferences']} inferences streamed on the 8 x 8 mesh: latency "
+            f"{noc['latency_cycles_mean']:,.0f} cycles per inference, "
+            f"{noc['throughput_inferences_per_s']:,.0f} inferences/s, "
+            f"{noc['energy_pj_per_inference'] / 1e6:.2f} uJ per inference "
+            f"({noc['tops_per_w']:.2f} TOPS/W), {noc['traffic_reduction_percent']:.1f} % fewer "
+            f"bits between cores than the dense baseline ({noc['report']})"
+        ),
         "",
         f"Figures: {', '.join(str(p) for p in [*paths['figures'], *paths['heatmaps']])}",
         f"Total {time.perf_counter() - t0:.0f} s ("
