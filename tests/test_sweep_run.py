@@ -55,6 +55,8 @@ def test_dataset_is_labelled_and_complete(grid):
     # latency grows with the ADC bits, traffic does not depend on them
     lat = ds["latency_ns"].isel({"device.programming.coeffs": 0, "seed": 0}).values
     assert lat[1] > lat[0]
+    energy = ds["energy_pj"].isel({"device.programming.coeffs": 0, "seed": 0}).values
+    assert energy[1] > energy[0] > 0  # 8-bit conversions cost more than 4-bit ones
 
 
 def test_point_equals_a_plain_simulation(work, grid):

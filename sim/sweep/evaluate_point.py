@@ -41,9 +41,9 @@ class PointError(ValueError):
 
 def program_key(network: str, config: Mapping[str, Any], seed: int) -> str:
     """What a programmed instance depends on: network, [chip], [device] except read noise,
-    encoding, scaling, seed."""
+    encoding, scaling, placement (the instance carries it), seed."""
     device = {k: v for k, v in config["device"].items() if k not in READ_TIME_DEVICE_KEYS}
-    mapping = {k: config["mapping"][k] for k in ("encoding", "scaling")}
+    mapping = {k: config["mapping"].get(k) for k in ("encoding", "scaling", "placement")}
     return json.dumps(
         {"network": network, "chip": config["chip"], "device": device, "mapping": mapping,
          "seed": int(seed)},
@@ -148,6 +148,7 @@ class PointEvaluator:
                 )
             plan = plan_for_chip(network, config, check=False)
             timing = mvm_timing(config, len(network.layers))
+            energy = _energy_pj(network, instance, config, plan, timing, test_x)
         except ValueError as exc:  # every library error is a ValueError with a message
             shown = ", ".join(f"{k} = {v!r}" for k, v in task.values.items())
             raise PointError(f"point ({shown}; seed {task.seed}): {exc}") from None
@@ -168,9 +169,32 @@ class PointEvaluator:
             "n_devices": res.n_devices,
             "inter_core_bits": plan.inter_core_bits,
             "latency_ns": timing.inference_ns,
+            "energy_pj": energy,
             "seconds": time.perf_counter() - t0,
             "config": task.config,
         }
+
+
+ENERGY_SAMPLES = 64  # test images whose inputs set the array read energy
+
+
+def _energy_pj(network, instance, config, plan, timing, samples: np.ndarray) -> float | None:
+    """Energy per inference (pJ, :func:`sim.costs.energy.energy_report`) from the instance's
+    conductances and placement and the first ``ENERGY_SAMPLES`` test inputs; leakage over the
+    first-order MVM latency (no packet-network contention). None without ``sim.costs`` or a
+    placement."""
+    try:
+        from sim.costs.energy import energy_report
+    except ImportError:
+        return None
+    if getattr(instance, "placement", None) is None:
+        return None
+    report = energy_report(
+        plan, config, positions=instance.placement.positions,
+        seconds_per_inference=timing.inference_ns * 1e-9, network=network, instance=instance,
+        samples=samples[:ENERGY_SAMPLES],
+    )
+    return float(report.total_pj)
 
 
 def _calibration(network, instance, config, samples: np.ndarray, seed: int):

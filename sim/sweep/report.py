@@ -7,7 +7,7 @@
 - ``heatmap_<a>__<b>.png`` per pair of grid parameters: mean accuracy over seeds (and the
   other parameters).
 - ``summary.md`` and ``summary.csv``: one row per point, accuracy mean ± std over seeds,
-  per-layer SNR, inter-core traffic and latency.
+  per-layer SNR, inter-core traffic, latency and energy per inference.
 """
 
 from __future__ import annotations
@@ -104,6 +104,9 @@ def summary_rows(ds) -> list[dict[str, Any]]:
             if np.any(np.isfinite(ds["inter_core_bits"].values[ix])) else math.nan,
             "latency_ns": float(np.nanmax(ds["latency_ns"].values[ix]))
             if np.any(np.isfinite(ds["latency_ns"].values[ix])) else math.nan,
+            "energy_pj": float(np.nanmean(ds["energy_pj"].values[ix]))
+            if "energy_pj" in ds and np.any(np.isfinite(ds["energy_pj"].values[ix]))
+            else math.nan,
         })
         rows.append(row)
     return rows
@@ -137,7 +140,8 @@ def markdown_summary(ds, rows: list[dict] | None = None) -> str:
         f"error, dB, mean over seeds."
     )
     cols = [*params, "accuracy (%)", "seeds", "float (%)",
-            *(f"SNR L{k} (dB)" for k in range(n_layers)), "inter-core bits", "latency (ns)"]
+            *(f"SNR L{k} (dB)" for k in range(n_layers)), "inter-core bits", "latency (ns)",
+            "energy (nJ)"]
     lines = [head, "", "| " + " | ".join(cols) + " |",
              "|" + "---|" * len(params) + "---:|" * (len(cols) - len(params))]
     for r in rows:
@@ -148,6 +152,7 @@ def markdown_summary(ds, rows: list[dict] | None = None) -> str:
             *(_db(v) for v in r["snr_db"]),
             "–" if math.isnan(r["inter_core_bits"]) else f"{r['inter_core_bits']:,.0f}",
             "–" if math.isnan(r["latency_ns"]) else f"{r['latency_ns']:g}",
+            "–" if math.isnan(r["energy_pj"]) else f"{r['energy_pj'] / 1e3:,.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -169,12 +174,12 @@ def summary_csv(ds, rows: list[dict] | None = None) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([*params, "n_seeds", "accuracy_mean", "accuracy_std", "float_accuracy",
                 *(f"snr_db_layer{k}" for k in range(n_layers)), "inter_core_bits",
-                "latency_ns"])
+                "latency_ns", "energy_pj"])
     for r in rows:
         w.writerow([r[p] for p in params] + [
             r["n_seeds"], f"{r['accuracy_mean']:.6f}", f"{r['accuracy_std']:.6f}",
             f"{r['float_accuracy']:.6f}", *(f"{v:.4f}" for v in r["snr_db"]),
-            f"{r['inter_core_bits']:.0f}", f"{r['latency_ns']:g}",
+            f"{r['inter_core_bits']:.0f}", f"{r['latency_ns']:g}", f"{r['energy_pj']:.1f}",
         ])
     return buf.getvalue()
 

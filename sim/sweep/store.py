@@ -31,7 +31,8 @@ SPEC_NAME = "spec.toml"
 DATASET_FORMAT = "scrramble-sweep"
 DATASET_VERSION = 1
 SCALAR_METRICS: tuple[str, ...] = (
-    "accuracy", "ideal_accuracy", "n_devices", "inter_core_bits", "latency_ns", "seconds",
+    "accuracy", "ideal_accuracy", "n_devices", "inter_core_bits", "latency_ns", "energy_pj",
+    "seconds",
 )
 
 
@@ -126,7 +127,8 @@ def build_dataset(sweep: Sweep, tasks: Sequence[PointTask], results: Mapping[str
                 arr[t.index + (j,)] = np.inf if v is None else v
     ds = xr.Dataset(coords=coords)
     units = {"accuracy": "1", "ideal_accuracy": "1", "inter_core_bits": "bit / inference",
-             "latency_ns": "ns / inference", "seconds": "s", "n_devices": "1"}
+             "latency_ns": "ns / inference", "seconds": "s", "n_devices": "1",
+             "energy_pj": "pJ / inference"}
     for m in SCALAR_METRICS:
         ds[m] = (dims, data[m], {"units": units[m]})
     ds["snr_db"] = (dims + ("layer",), snr, {"units": "dB", "note": "layer's own error"})
