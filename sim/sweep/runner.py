@@ -201,7 +201,7 @@ def _run_dask(todo, out, workers, scheduler, bar, start_timeout, task_timeout, c
             with _environ(THREAD_ENV):
                 cluster = stack.enter_context(LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None, silence_logs=logging.ERROR,
+                    dashboard_address=None, silence_logs=logging.CRITICAL,
                     env=dict(THREAD_ENV),  # the nanny sets these before the worker starts
                 ))
                 client = stack.enter_context(Client(cluster, timeout=start_timeout))
