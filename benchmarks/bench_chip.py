@@ -10,8 +10,14 @@ Two networks, each with --samples random inputs:
 Chip: rram_wan2022 device (programming error) with a G-dependent read noise (sigma = c * G,
 --read-sigma c), 8-bit multilevel DAC, 8-bit ADC, 8-bit activations. The chip simulation is
 timed with and without read noise (same programmed instance otherwise), in the same run as the
-floor, best of --repeats. BLAS (and Numba) threads are set with threadpoolctl / numba to
---threads (default 1) and printed. The last line of output is one JSON object.
+floor, best of --repeats measured round-robin (floor, noisy, quiet, floor, ...), with the
+converters calibrated once beforehand (``calibrate``, on
+--calibration-samples separate inputs; its time is printed apart). A per-stage breakdown of one
+more noisy run (routing, DAC, analog MVM, read-noise variance, noise + ADC + partial sums,
+decode, the rest) says where the time goes: each stage's share of that run, and the same share
+of the noisy / floor ratio (the run itself is not a best-of, so its seconds vary with load). BLAS (and Numba)
+threads are set with threadpoolctl / numba to --threads (default 1) and printed. The last line
+of output is one JSON object.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_chip.py [--threads 1] [--samples 10000]
 """
@@ -36,7 +42,7 @@ from mappings.activations import Activation
 from mappings.builders import build_scrramble_network
 from mappings.network import DenseLayer, InputSpec, Network, Readout
 from sim.chip.config import chip_config_from_dict
-from sim.chip.functional import simulate
+from sim.chip.functional import ChipRunner, calibrate, simulate
 from sim.chip.programming import program_chip
 
 
@@ -66,12 +72,15 @@ def chip_config(encoding: str, grid: int, read_sigma: float, chunk: int, calib: 
     return chip_config_from_dict(base, source=f"<bench {encoding}>")
 
 
-def best_of(fn, repeats: int) -> float:
-    best = float("inf")
+def interleaved_best(fns: dict, repeats: int) -> dict:
+    """Best time of every function, measured round-robin (floor, noisy, quiet, floor, ...), so
+    that a burst of load on the shared machine does not hit one of them only."""
+    best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
 
@@ -82,18 +91,42 @@ def floor_forward(net: Network, x: np.ndarray, chunk: int) -> None:
         np.argmax(net.readout.scores(net.forward_features(f)[-1]), axis=1)
 
 
+def stage_breakdown(net: Network, inst, cfg, cal, x: np.ndarray, chunk: int) -> dict:
+    """Seconds per stage of one noisy forward pass over x (ChipRunner.stage_seconds)."""
+    runner = ChipRunner(net, inst, cfg, 0)
+    runner.use(cal)
+    runner.stage_seconds = {}
+    t0 = time.perf_counter()
+    for s in range(0, len(x), chunk):
+        f = net.input_spec.prepare(x[s : s + chunk])
+        np.argmax(net.readout.scores(runner.forward(f, s)[-1]), axis=1)
+    total = time.perf_counter() - t0
+    stages = dict(runner.stage_seconds)
+    stages["other (prepare, padding, readout)"] = total - sum(stages.values())
+    return stages
+
+
 def bench(name: str, net: Network, x: np.ndarray, encoding: str, grid: int, args) -> dict:
     cfg = chip_config(encoding, grid, args.read_sigma, args.chunk, args.calibration_samples)
     quiet = cfg.replace(device={"read": {"kind": "constant", "coeffs": [0.0]}})
     inst = program_chip(net, cfg, seed=1)
     inst_quiet = program_chip(net, quiet, seed=1)  # same seed: identical conductances
-    simulate(net, inst, x[: args.chunk], seed=0, reference=False)  # JIT warm-up
-    t_floor = min(
-        best_of(lambda: floor_forward(net, x, args.chunk), args.repeats),
-        best_of(lambda: floor_forward(net, x, len(x)), args.repeats),
-    )
-    t_noisy = best_of(lambda: simulate(net, inst, x, seed=0, reference=False), args.repeats)
-    t_quiet = best_of(lambda: simulate(net, inst_quiet, x, seed=0, reference=False), args.repeats)
+    cal_x = np.random.default_rng(7).random((args.calibration_samples, 28, 28), np.float32)
+    t0 = time.perf_counter()
+    cal = calibrate(net, inst, cal_x, seed=0)
+    t_cal = time.perf_counter() - t0
+    cal_quiet = calibrate(net, inst_quiet, cal_x, seed=0)
+    simulate(net, inst, x[: args.chunk], seed=0, calibration=cal, reference=False)  # JIT warm-up
+    best = interleaved_best({
+        "floor_chunked": lambda: floor_forward(net, x, args.chunk),
+        "floor_whole": lambda: floor_forward(net, x, len(x)),
+        "noisy": lambda: simulate(net, inst, x, seed=0, calibration=cal, reference=False),
+        "quiet": lambda: simulate(net, inst_quiet, x, seed=0, calibration=cal_quiet,
+                                  reference=False),
+    }, args.repeats)
+    t_floor = min(best["floor_chunked"], best["floor_whole"])
+    t_noisy, t_quiet = best["noisy"], best["quiet"]
+    stages = stage_breakdown(net, inst, cfg, cal, x, args.chunk)
     return {
         "network": name,
         "encoding": encoding,
@@ -103,6 +136,8 @@ def bench(name: str, net: Network, x: np.ndarray, encoding: str, grid: int, args
         "no_read_noise_s": t_quiet,
         "ratio_noisy": t_noisy / t_floor,
         "ratio_no_read_noise": t_quiet / t_floor,
+        "calibration_s": t_cal,
+        "stages_s": stages,
     }
 
 
@@ -110,7 +145,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1, help="BLAS and Numba threads (default 1)")
     p.add_argument("--samples", type=int, default=10_000)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--chunk", type=int, default=2000, help="simulation batch chunk")
     p.add_argument("--calibration-samples", type=int, default=512)
     p.add_argument("--read-sigma", type=float, default=0.02, help="read sigma = c * G (uS)")
@@ -146,6 +181,15 @@ def main(argv=None) -> int:
         print(f"{r['network']:26s} {r['encoding']:12s} {r['tiles']:5d} {r['floor_s']:8.3f} "
               f"{r['noisy_s']:8.3f} {r['no_read_noise_s']:8.3f} {r['ratio_noisy']:11.2f} "
               f"{r['ratio_no_read_noise']:11.2f}")
+    for r in rows:
+        total = sum(r["stages_s"].values())
+        print(f"\n{r['network']} ({r['encoding']}), noisy, per stage: share of one timed run, "
+              f"and that share of the noisy/floor ratio; calibration {r['calibration_s']:.3f} s "
+              f"(once, not in the totals)")
+        for stage, sec in r["stages_s"].items():
+            share = sec / total
+            print(f"  {stage:36s} {sec:7.3f} s  {100 * share:5.1f} %  "
+                  f"{share * r['ratio_noisy']:5.2f}x")
     s, d = rows
     out = {
         "threads": args.threads,
@@ -159,6 +203,9 @@ def main(argv=None) -> int:
         "scrramble_seconds": {k: s[k] for k in ("floor_s", "noisy_s", "no_read_noise_s")},
         "dense_seconds": {k: d[k] for k in ("floor_s", "noisy_s", "no_read_noise_s")},
         "dense_encoding": d["encoding"],
+        "scrramble_stages_s": s["stages_s"],
+        "dense_stages_s": d["stages_s"],
+        "load_average": os.getloadavg()[0],
     }
     print(json.dumps(out, sort_keys=True))
     return 0

@@ -245,10 +245,15 @@ class ProgrammingResult:
     """Conductances after programming plus which devices are stuck.
 
     ``stuck`` is int8 shaped like ``g``: 0 healthy, -1 stuck at g_min, +1 stuck at g_max.
+    ``n_clipped``: healthy devices whose drawn conductance was negative and was clipped to 0
+    (programming error and variation are not truncated at g_max, only at 0: a real device
+    cannot have a negative conductance, but an over-programmed one can exceed the nominal
+    window; the clipping biases noisy devices near g_min upwards, hence the count).
     """
 
     g: np.ndarray
     stuck: np.ndarray
+    n_clipped: int = 0
 
     @property
     def n_stuck_gmin(self) -> int:
@@ -429,6 +434,7 @@ class DeviceModel:
             g = g + self.programming.sigma(q, self.g_max) * z_prog
         if self.variation > 0:
             g = g * (1.0 + self.variation * z_var)
+        negative = np.asarray(g < 0.0)
         g = np.array(np.maximum(g, 0.0), dtype=np.float32)  # an array also for 0-d targets
         stuck = np.zeros(shape, dtype=np.int8)
         p_lo, p_hi = self.stuck_at_gmin, self.stuck_at_gmax
@@ -440,7 +446,8 @@ class DeviceModel:
             high = (u_fault >= p_lo) & (u_fault < p_lo + p_hi)
             g[high] = self.g_max
             stuck[high] = 1
-        return ProgrammingResult(g=g, stuck=stuck)
+        n_clipped = int(np.count_nonzero(negative & (stuck == 0)))
+        return ProgrammingResult(g=g, stuck=stuck, n_clipped=n_clipped)
 
     def program(self, g_target: Any, rng: np.random.Generator) -> np.ndarray:
         """Programmed conductances (float32, uS): quantize, + N(0, programming sigma),

@@ -1,6 +1,6 @@
 """Named device presets; every number cites its source.
 
-Sources (see /work/shared/reference/devices_and_costs.md and docs/devices.md):
+Sources (see also docs/devices.md):
 - NeuRRAM: W. Wan et al., "A compute-in-memory chip based on resistive random-access memory",
   Nature 608, 504-512 (2022); programming-error fit as modelled in Sandia CrossSim / IBM aihwkit.
 - IBM HfOx/CMO RRAM as modelled in IBM aihwkit (ReRAM inference noise models).
@@ -8,8 +8,10 @@ Sources (see /work/shared/reference/devices_and_costs.md and docs/devices.md):
   networks", IRPS 2021, as modelled in Sandia CrossSim.
 - V. Joshi et al., "Accurate deep neural network inference using computational phase-change
   memory", Nat. Commun. 11, 2473 (2020), as modelled in IBM aihwkit (PCMLikeNoiseModel).
-Read noise "about 1 % of the range" for RRAM is the aihwkit documentation figure; we express
-it as a constant sigma of 1 % of g_max. Stuck-at faults are 0 in every preset (no source
+Read noise: the IBM aihwkit documentation gives about 1 % per read for RRAM; we model it as a
+constant sigma of 1 % of g_max (not of the range g_max - g_min, which is smaller when
+g_min > 0: 0.88 uS instead of 0.79 uS for rram_ibm_hfox, 2.25 uS instead of 1.75 uS for
+rram_milo2021). Stuck-at faults are 0 in every preset (no source
 figure per device); see the fault ladder in docs/devices.md.
 """
 
@@ -39,7 +41,7 @@ RRAM_WAN2022 = DeviceModel(
     n_levels=16,  # 4-bit weights (Wan 2022)
     level_spacing="linear",
     programming=SigmaModel("polynomial", _WAN_PROG_COEFFS, relative_to_gmax=True),
-    read=SigmaModel("constant", (0.01 * 40.0,)),  # ~1 % of range per read (aihwkit docs)
+    read=SigmaModel("constant", (0.01 * 40.0,)),  # 1 % of g_max per read (aihwkit docs: ~1 %)
     retention=RetentionModel(
         kind="rram_relaxation",
         mean_per_ln_t=0.0,  # no mean shift reported for NeuRRAM
@@ -58,7 +60,7 @@ RRAM_IBM_HFOX = DeviceModel(
     level_spacing="linear",
     # 2 % acceptance-window programming: sigma = 0.011 + 0.0113 G uS (aihwkit CMO fit)
     programming=SigmaModel("polynomial", (0.011, 0.0113), relative_to_gmax=False),
-    read=SigmaModel("constant", (0.01 * 88.0,)),  # ~1 % of range per read (aihwkit docs)
+    read=SigmaModel("constant", (0.01 * 88.0,)),  # 1 % of g_max per read (aihwkit docs: ~1 %)
     retention=RetentionModel(
         kind="rram_relaxation",
         mean_per_ln_t=-0.089,  # uS per ln s, mean relaxation (aihwkit CMO fit)
@@ -75,7 +77,7 @@ RRAM_MILO2021 = DeviceModel(
     g_max=225.0,  # uS (Milo 2021 via CrossSim)
     n_levels=0,  # continuous: the CrossSim model programs analog targets (no level count given)
     programming=SigmaModel("polynomial", (4.78, -0.0091), relative_to_gmax=False),  # CrossSim fit
-    read=SigmaModel("constant", (0.01 * 225.0,)),  # ~1 % of range per read (aihwkit docs)
+    read=SigmaModel("constant", (0.01 * 225.0,)),  # 1 % of g_max per read (aihwkit: ~1 %)
     retention=RetentionModel(),  # no retention figure in the source
 )
 

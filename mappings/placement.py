@@ -6,8 +6,9 @@ from core i to core j crosses ``|r_i - r_j| + |c_i - c_j|`` links; the cost of a
 
     bit_hops = sum_ij traffic[i, j] * manhattan(pos_i, pos_j)
 
-which is proportional to the network's dynamic energy (energy per bit per hop: ISAAC,
-Shafiee et al., ISCA 2016, ~0.08 pJ/bit/hop; PUMA, Ankit et al., ASPLOS 2019, ~0.5 pJ/bit/hop).
+which is proportional to the network's dynamic energy (energy per bit per hop: ISAAC, Shafiee
+et al., ISCA 2016, ~0.08 pJ/bit/hop from its 20.74 pJ router per 256-bit transfer; PUMA,
+Ankit et al., ASPLOS 2019, ~0.5 pJ/bit/hop).
 The traffic matrix comes from the mapping's flows (:meth:`mappings.flows.Flows.core_matrix`).
 
 Methods (``METHODS``):

@@ -19,7 +19,9 @@ pair, ``ChipPlan.traffic_bits[src, dst]`` (payload only), are derived from it. I
   forms the signed sums locally), i.e. once per (source slot, destination core) link when a
   core is one tile (see :func:`mappings.routing.core_traffic_links`). Elements of the network
   input come from the I/O port (``io_bits_in``, counted per delivery the same way); the last
-  layer's outputs leave through it (``io_bits_out``).
+  layer's outputs leave through it (``io_bits_out``) as 32-bit words: the last layer's output
+  is not quantised (the activation quantiser sits between layers), whatever
+  ``activation_bits``.
 - partial sums: every row tile r > 0 sends its column tile's outputs (``psum_bits`` each) to
   row tile 0 of the same column.
 
@@ -394,7 +396,7 @@ def plan_layers(
         n_physical_cores=n,
         flows=concat_flows(parts, n, address),
         io_bits_in=int(io_in),
-        io_bits_out=int(tilings[-1].n_out * act),
+        io_bits_out=int(tilings[-1].n_out * FLOAT_ACTIVATION_BITS),  # last layer: not quantised
         encoding=encoding,
         core_rows=int(core_rows),
         core_cols=int(core_cols),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from sim.chip.config import (
     SECTIONS,
     ChipConfig,
     ChipConfigError,
+    RetentionConfig,
     check_fits,
     chip_config_from_dict,
     default_chip_config,
@@ -46,7 +48,7 @@ def test_defaults():
     m = cfg.mapping
     assert (m.encoding, m.scaling, m.placement, m.activation_bits, m.psum_bits) == (
         "single", "core", "sequential", 8, 16)
-    assert cfg.retention.time_s == 0.0 and cfg.retention.drift_compensation is True
+    assert cfg.retention.time_s == 0.0 and cfg.retention.drift_compensation == "read"
     assert cfg.simulation.batch_chunk == 1000 and cfg.simulation.calibration_samples == 512
     assert chip_config_from_dict({}) == cfg
 
@@ -129,7 +131,9 @@ def test_replace_merges_and_validates():
     ("[mapping]\nactivation_bits = 33\n", ["activation_bits = 33", "0..32"]),
     ("[mapping]\npsum_bits = 0\n", ["psum_bits = 0", "1..64"]),
     ("[retention]\ntime_s = -1.0\n", ["[retention] time_s = -1.0", ">= 0"]),
-    ("[retention]\ndrift_compensation = 1\n", ["drift_compensation = 1", "true or false"]),
+    ("[retention]\ndrift_compensation = 1\n", ["drift_compensation = 1", "'read', 'oracle'"]),
+    ("[retention]\ndrift_compensation = \"exact\"\n",
+     ["drift_compensation = \"exact\"", "one of 'read', 'oracle', 'none' (or true = 'read'"]),
     ("[simulation]\nbatch_chunk = 0\n", ["batch_chunk = 0", "1..10000000"]),
     ("[device]\npreset = \"unobtainium\"\n", ["[device] preset", "'rram_wan2022'"]),
     ("[device]\ng_min = 50.0\n", ["[device] g_min", "g_max must be > g_min"]),
@@ -205,3 +209,53 @@ def test_check_fits():
     other = plan_network(net, 128, 128, "single", activation_bits=8, psum_bits=16)
     with pytest.raises(ChipConfigError, match="plan was made for 128 x 128"):
         check_fits(other, cfg)
+
+
+@pytest.mark.parametrize(
+    "value, mode", [('"read"', "read"), ('"oracle"', "oracle"), ('"none"', "none"),
+                    ("true", "read"), ("false", "none")],
+)
+def test_drift_compensation_modes_and_old_booleans(value, mode):
+    """[retention] drift_compensation names how the drift factor is estimated; the boolean of
+    older chip files maps true -> 'read' (measured on the chip), false -> 'none'."""
+    cfg = chip_config_from_dict(tomllib.loads(f"[retention]\ndrift_compensation = {value}\n"))
+    assert cfg.retention.drift_compensation == mode
+    again = chip_config_from_dict(tomllib.loads(cfg.to_toml()))
+    assert again.retention.drift_compensation == mode
+    assert RetentionConfig(drift_compensation=value == "true").drift_compensation in (
+        "read", "none")
+
+
+# ------------------------------------------------------------------------------ [noc] section
+
+
+def test_noc_section_round_trips_and_follows_the_grid():
+    from sim.chip.config import chip_config_from_dict, default_chip_config
+
+    base = default_chip_config()
+    cfg = base.replace(chip={"grid_rows": 4, "grid_cols": 16}, noc={"vcs": 2, "buffer_depth": 4})
+    assert (cfg.noc.rows, cfg.noc.cols) == (4, 16)
+    assert (cfg.noc.vcs, cfg.noc.buffer_depth) == (2, 4)
+    assert chip_config_from_dict(cfg.to_dict()) == cfg
+    assert "rows" not in cfg.to_dict()["noc"]
+
+
+@pytest.mark.parametrize(
+    "table, words",
+    [
+        ({"vcs": 0}, ["[noc] vcs", "1..64"]),
+        ({"rows": 3}, ["[noc] rows", "grid_rows"]),
+        ({"routing": "zz"}, ["[noc] routing", "'xy'"]),
+        ({"bogus": 1}, ["[noc]", "bogus"]),
+        ({"multicast": True, "topology": "torus"}, ["[noc]", "multicast"]),
+    ],
+)
+def test_bad_noc_section_names_file_and_key(table, words):
+    from sim.chip.config import ChipConfigError, chip_config_from_dict
+
+    with pytest.raises(ChipConfigError) as err:
+        chip_config_from_dict({"noc": table}, source="my_chip.toml")
+    msg = str(err.value)
+    assert msg.startswith("my_chip.toml: ")
+    for w in words:
+        assert w in msg

@@ -72,7 +72,7 @@ def test_json_report(cli, capsys, files):
     links = [routing_stats(layer.routing).n_links for layer in net.layers]
     t = d["traffic"]
     assert t["inter_core_bits"] == links[1] * 64 * 8 and t["psum_bits"] == 0
-    assert t["io_bits_in"] == links[0] * 64 * 8 and t["io_bits_out"] == 512 * 8
+    assert t["io_bits_in"] == links[0] * 64 * 8 and t["io_bits_out"] == 512 * 32
     p = d["placement"]
     assert set(p["bit_hops"]) == {"sequential", "random", "annealing"}
     assert p["method"] == "sequential" and p["seed"] == 3

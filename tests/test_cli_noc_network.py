@@ -144,3 +144,26 @@ def test_multicast_run(capsys, files):
     assert data["cosim"]["multicast"] is True
     assert data["packets"] == inter.n_packets(multicast=True) == inter.n_flows
     assert data["bits"] == inter.bits(multicast=True)
+
+
+def test_chip_file_noc_section_drives_the_network_and_flags_override_it(capsys, files):
+    d, _ = files
+    (d / "narrow.toml").write_text(
+        CHIP.format(encoding="single") + "[noc]\nvcs = 2\nlink_width_bits = 32\n"
+    )
+    base = ["noc", str(d / "net.h5"), "--inferences", "2", "--samples", "0",
+            "--dense-inferences", "0", "--json"]
+    rc, out = _run(capsys, base + ["--chip", str(d / "single.toml")])
+    assert rc == 0, out.err
+    wide = json.loads(out.out)
+    rc, out = _run(capsys, base + ["--chip", str(d / "narrow.toml")])
+    assert rc == 0, out.err
+    narrow = json.loads(out.out)
+    assert narrow["noc_config"]["vcs"] == 2 and narrow["noc_config"]["link_width_bits"] == 32
+    assert wide["noc_config"]["vcs"] == 8 and wide["noc_config"]["link_width_bits"] == 128
+    assert narrow["bits"] == wide["bits"]
+    assert narrow["flits"] > wide["flits"]  # 32-bit flits: more of them for the same bits
+    rc, out = _run(capsys, base + ["--chip", str(d / "narrow.toml"), "--vcs", "4"])
+    assert rc == 0, out.err
+    over = json.loads(out.out)
+    assert over["noc_config"]["vcs"] == 4 and over["noc_config"]["link_width_bits"] == 32

@@ -16,6 +16,8 @@ from mappings.activations import Activation
 from sim.chip import kernels as K
 
 Z = 5.0
+EMPTY = np.zeros((0, 0, 0), np.float64)
+NO_PSUM = (0, 0, EMPTY, 1.0)  # s0, psum_limit, psum, psum_weight of adc_accumulate
 
 
 # ----------------------------------------------------------------------------- Philox
@@ -38,30 +40,46 @@ def test_philox_known_answers(counter, key, expected):
 
 
 def test_philox_words_are_blocks_in_counter_order():
-    w = K.philox_words(10, (5, 6), row=7, stream=3)
-    assert w.size == 12  # 5 pairs -> 10 words -> 3 whole blocks
-    for q in range(3):
-        np.testing.assert_array_equal(w[4 * q : 4 * q + 4], K.philox4x32((q, 7, 3, 0), (5, 6)))
+    w = K.philox_words(2, (5, 6), row=7, stream=3, first_group=1)
+    per = K.GROUP // 4  # Philox blocks per group of samples
+    assert w.size == 2 * K.GROUP
+    for q in range(2 * per):
+        np.testing.assert_array_equal(w[4 * q : 4 * q + 4],
+                                      K.philox4x32((per + q, 7, 3, 0), (5, 6)))
 
 
 # ----------------------------------------------------------------------------- normals
 
 
-def _box_muller64(words: np.ndarray, n: int) -> np.ndarray:
-    npair = (n + 1) // 2
+def _box_muller64(words: np.ndarray) -> np.ndarray:
+    """npair radius words, then npair angle words -> the cos samples, then the sin samples."""
+    npair = words.size // 2
     u = (words[:npair].astype(np.float64) + 0.5) * 2.0**-32
-    theta = 2 * np.pi * (words[npair : 2 * npair].astype(np.float64) + 0.5) * 2.0**-32
+    theta = 2 * np.pi * (words[npair:].astype(np.float64) + 0.5) * 2.0**-32
     r = np.sqrt(-2 * np.log(u))
-    return np.concatenate([r * np.cos(theta), (r * np.sin(theta))[: n - npair]])
+    return np.concatenate([r * np.cos(theta), r * np.sin(theta)])
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 1000])
 def test_normals_match_float64_box_muller(n):
     z = K.standard_normals((3, n), (11, 12), stream=4)
+    groups = -(-n // K.GROUP)
     for row in range(3):
-        words = K.philox_words(n, (11, 12), row=row, stream=4)
-        ref = _box_muller64(words, n)
+        words = K.philox_words(groups, (11, 12), row=row, stream=4)
+        ref = np.concatenate([_box_muller64(words[g * K.GROUP : (g + 1) * K.GROUP])
+                              for g in range(groups)])[:n]
         np.testing.assert_allclose(z[row], ref, rtol=0, atol=2e-6 * max(1, np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("start, n", [(0, 10), (1, 1), (3, 17), (1001, 64), (2**33 + 5, 9)])
+def test_normals_are_keyed_by_global_sample_index(start, n):
+    """A row's normal for sample g does not depend on which batch it is drawn in."""
+    first = max(0, start - 13)
+    whole = K.standard_normals((2, n + 30), (1, 2), stream=5, start=first)
+    part = K.standard_normals((2, n), (1, 2), stream=5, start=start)
+    np.testing.assert_array_equal(part, whole[:, start - first : start - first + n])
+    one = K.standard_normals((2, 1), (1, 2), stream=5, start=start + n - 1)
+    np.testing.assert_array_equal(one[:, 0], part[:, -1])
 
 
 def test_normals_edge_words_accurate():
@@ -74,21 +92,20 @@ def test_normals_edge_words_accurate():
         [0, 2**30 - 1, 2**30, 2**31 - 1, 2**31, 3 * 2**30, 2**32 - 1, 1, 5, 2**29, 77],
         dtype=np.uint64,
     )
-    n = 2 * radius.size
     words = np.concatenate([radius, angle]).astype(np.uint32)
-    z = K.normals_from_words(words, n)
-    ref = _box_muller64(words, n)
+    z = K.normals_from_words(words)
+    ref = _box_muller64(words)
     np.testing.assert_allclose(z, ref, rtol=3e-6, atol=1e-6)
 
 
 def test_zero_radius_word_extends_the_tail():
     words = np.array([0, 7], dtype=np.uint32)  # radius word 0: u would be capped at 2^-33
-    z = K.normals_from_words(words, 2, key=(1, 2), row=3, stream=4)
+    z = K.normals_from_words(words, key=(1, 2), row=3, stream=4)
     r = math.hypot(float(z[0]), float(z[1]))
     cap = math.sqrt(-2 * math.log(2.0**-33))
     assert np.all(np.isfinite(z)) and r > cap  # the radius goes beyond the 32-bit cap
     # the extension is deterministic
-    np.testing.assert_array_equal(z, K.normals_from_words(words, 2, key=(1, 2), row=3, stream=4))
+    np.testing.assert_array_equal(z, K.normals_from_words(words, key=(1, 2), row=3, stream=4))
 
 
 def test_normals_distribution():
@@ -110,8 +127,10 @@ def test_normal_streams_are_independent():
     limit = Z / math.sqrt(200_000)
     for x, y in ((a[0], a[1]), (a[0], b[0]), (a[0], c[0])):
         assert abs(np.corrcoef(x, y)[0, 1]) < limit
-    # the two halves of a row come from the same pairs: still uncorrelated
-    assert abs(np.corrcoef(a[0, :100_000], a[0, 100_000:])[0, 1]) < limit
+    # the two samples of a pair (cos and sin of one angle, half a group apart) are uncorrelated
+    pairs = a[0, : 200_000 - 200_000 % K.GROUP].reshape(-1, K.GROUP)
+    cos, sin = pairs[:, : K.GROUP // 2].ravel(), pairs[:, K.GROUP // 2 :].ravel()
+    assert abs(np.corrcoef(cos, sin)[0, 1]) < Z / math.sqrt(cos.size)
     np.testing.assert_array_equal(a, K.standard_normals((2, 200_000), (1, 2), stream=0))
 
 
@@ -187,7 +206,7 @@ def test_adc_accumulate_matches_adc_quantize(per_column, has_ref):
     acc0, ref0 = acc.copy(), ref.copy()
     K.adc_accumulate(
         cur, np.zeros((3, 1, 1), np.float32), False, lo, hi, 2**bits - 1, 0.0, 1, 2, 0, 0, 5,
-        has_ref, 0.75, acc, ref, 3,
+        has_ref, 0.75, acc, ref, 3, *NO_PSUM,
     )
     q = adc_quantize(cur, lo[:, :, None], hi[:, :, None], bits).sum(axis=0)
     expect = 0.75 * q
@@ -203,12 +222,14 @@ def test_adc_ideal_sums_currents_and_jobs_do_not_matter():
     cur, lo, hi = _unit(rng)
     var = np.abs(rng.normal(0, 1, cur.shape)).astype(np.float32)
     acc = np.zeros((5, cur.shape[2]), np.float32)
-    K.adc_accumulate(cur, var, False, lo, hi, 0, 0.0, 1, 2, 0, 0, 5, 0, 1.0, acc, acc[0], 2)
+    K.adc_accumulate(cur, var, False, lo, hi, 0, 0.0, 1, 2, 0, 0, 5, 0, 1.0, acc, acc[0], 2,
+                     *NO_PSUM)
     np.testing.assert_allclose(acc, cur.sum(axis=0), rtol=1e-6)
     outs = []
     for jobs in (1, 2, 5):
         a = np.zeros((5, cur.shape[2]), np.float32)
-        K.adc_accumulate(cur, var, True, lo, hi, 31, 0.3, 9, 8, 2, 100, 7, 0, 1.0, a, a[0], jobs)
+        K.adc_accumulate(cur, var, True, lo, hi, 31, 0.3, 9, 8, 2, 100, 7, 0, 1.0, a, a[0], jobs,
+                         *NO_PSUM)
         outs.append(a)
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(outs[0], outs[2])
@@ -221,12 +242,12 @@ def test_adc_noise_uses_the_documented_normals():
     cur = rng.normal(0, 1, (rt, rows, n)).astype(np.float32)
     var = rng.uniform(0.1, 2.0, (rt, rows, n)).astype(np.float32)
     acc = np.zeros((rows, n), np.float32)
-    key, stream, base, stride = (21, 22), 6, 40, 10
+    key, stream, base, stride, s0 = (21, 22), 6, 40, 10, 13
     K.adc_accumulate(
         cur, var, True, np.zeros((rt, 1), np.float32), np.ones((rt, 1), np.float32), 0, 0.0,
-        key[0], key[1], stream, base, stride, 0, 1.0, acc, acc[0], 2,
+        key[0], key[1], stream, base, stride, 0, 1.0, acc, acc[0], 2, s0, 0, EMPTY, 1.0,
     )
-    z = K.standard_normals((base + rt * stride, n), key, stream)
+    z = K.standard_normals((base + rt * stride, n), key, stream, start=s0)
     expect = np.zeros((rows, n))
     for r in range(rt):
         for j in range(rows):
@@ -234,7 +255,7 @@ def test_adc_noise_uses_the_documented_normals():
     np.testing.assert_allclose(acc, expect, rtol=1e-5, atol=1e-5)
     # add_read_noise (calibration reads) uses the same rows
     noisy = cur.copy()
-    K.add_read_noise(noisy, var, key[0], key[1], stream, base, stride)
+    K.add_read_noise(noisy, var, key[0], key[1], stream, base, stride, s0)
     np.testing.assert_allclose(noisy.sum(axis=0), expect, rtol=1e-5, atol=1e-5)
 
 
@@ -249,11 +270,80 @@ def test_adc_noise_lsb_statistics():
     K.adc_accumulate(
         cur, np.zeros((1, 1, 1), np.float32), False, np.full((1, 1), lo, np.float32),
         np.full((1, 1), hi, np.float32), 2**bits - 1, s, 3, 4, 0, 0, 1, 0, 1.0, acc, acc[0], 1,
+        *NO_PSUM,
     )
     err = (acc[0] - cur[0, 0]) / step
     target = s**2 + 1 / 12
     assert abs(err.mean()) < Z * math.sqrt(target / n)
     assert abs(err.var() - target) < Z * target * math.sqrt(2 / n) + 0.01
+
+
+def _codes(cur, lo, hi, bits):
+    step = (hi - lo) / np.float32(2**bits - 1)
+    return np.clip(np.rint((cur - lo[:, :, None]) / step[:, :, None]), 0, 2**bits - 1), step
+
+
+@pytest.mark.parametrize("psum_bits", [3, 5, 8])
+def test_adc_partial_sums_saturate_at_psum_bits(psum_bits):
+    """Row tiles r > 0 send their ADC code as a signed psum_bits word (code - 2**(bits-1)):
+    saturated when psum_bits < bits, exact otherwise; row tile 0 keeps its code."""
+    rng = np.random.default_rng(8)
+    cur, lo, hi = _unit(rng, rt=3, rows=4, n=200, per_column=True)
+    cur *= 2  # currents beyond the range too
+    bits = 6
+    acc = np.zeros((4, 200), np.float32)
+    K.adc_accumulate(cur, np.zeros((3, 1, 1), np.float32), False, lo, hi, 2**bits - 1, 0.0,
+                     1, 2, 0, 0, 4, 0, 1.0, acc, acc[0], 2, 0, 2 ** (psum_bits - 1), EMPTY, 1.0)
+    code, step = _codes(cur, lo, hi, bits)
+    half, limit = 2 ** (bits - 1), 2 ** (psum_bits - 1)
+    sat = code.copy()
+    sat[1:] = np.clip(code[1:], half - limit, half + limit - 1)
+    expect = (sat * step[:, :, None] + lo[:, :, None]).sum(axis=0)
+    np.testing.assert_allclose(acc, expect, rtol=1e-5, atol=1e-4)
+    plain = (code * step[:, :, None] + lo[:, :, None]).sum(axis=0)
+    assert np.allclose(acc, plain, atol=1e-4) == (psum_bits >= bits)
+
+
+@pytest.mark.parametrize("psum_bits", [6, 9, 30])
+def test_bit_serial_partial_sums_collect_and_finish(psum_bits):
+    """Bit-serial: a row tile's partial sum is its signed code sum over the planes,
+    S = sum_k 2^k (code_k - 2**(bits-1)), saturated at psum_bits for row tiles r > 0."""
+    rng = np.random.default_rng(9)
+    planes, bits, w0 = 3, 5, 0.25
+    curs = [_unit(rng, rt=2, rows=3, n=50)[0] * 2 for _ in range(planes)]
+    lo = np.full((2, 1), -3.0, np.float32)
+    hi = np.full((2, 1), 3.0, np.float32)
+    psum = np.zeros((2, 3, 50), np.float64)
+    acc = np.zeros((3, 50), np.float32)
+    zero_var = np.zeros((2, 1, 1), np.float32)
+    for k in range(planes):
+        K.adc_accumulate(curs[k], zero_var, False, lo, hi, 2**bits - 1, 0.0, 1, 2, k, 0, 3, 0,
+                         w0 * 2**k, acc, acc[0], 2, 0, 0, psum, float(2**k))
+    assert not acc.any()  # collected, not accumulated yet
+    half, limit = 2 ** (bits - 1), 2 ** (psum_bits - 1)
+    w_sum = w0 * (2**planes - 1)
+    K.psum_finish(psum, lo, hi, 2**bits - 1, limit, w0, w_sum, 0, acc, acc[0])
+    assert not psum.any()  # zeroed for the next column tile
+    total = sum(2**k * (_codes(curs[k], lo, hi, bits)[0] - half) for k in range(planes))
+    total[1:] = np.clip(total[1:], -limit, limit - 1)
+    step = 6.0 / (2**bits - 1)
+    expect = (step * w0 * total + (-3.0 + half * step) * w_sum).sum(axis=0)
+    np.testing.assert_allclose(acc, expect, rtol=1e-5, atol=1e-4)
+    plain = sum(w0 * 2**k * (_codes(curs[k], lo, hi, bits)[0] * step - 3.0) for k in range(planes))
+    assert np.allclose(acc, plain.sum(axis=0), atol=1e-4) == (psum_bits >= bits + planes)
+
+
+def test_route_slots_matches_routing_matrix():
+    rng = np.random.default_rng(10)
+    r = rng.integers(-1, 2, (6, 8)).astype(np.float32)  # (source slots, destination slots)
+    x = rng.normal(0, 1, (6, 5 * 7)).astype(np.float32)
+    cols = r.T
+    nz = cols != 0
+    row_ptr = np.concatenate([[0], np.cumsum(nz.sum(axis=1))]).astype(np.int64)
+    d, src = np.nonzero(nz)
+    out = np.empty((8, 35), np.float32)
+    K.route_slots(x, row_ptr, src.astype(np.int64), cols[d, src].astype(np.float32), out)
+    np.testing.assert_allclose(out, r.T @ x, rtol=1e-6, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- decode

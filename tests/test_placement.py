@@ -348,12 +348,25 @@ def test_bad_annealing_options_raise(opts, match):
 
 
 def test_numpy_scalar_annealing_options_are_accepted():
-    t = random_traffic(6, seed=4)
-    a = place(t, (3, 3), "annealing", np.random.default_rng(2), steps=500,
-              initial_temperature=np.float32(5.0), cooling=np.float32(0.99))
-    b = place(t, (3, 3), "annealing", np.random.default_rng(2), steps=500,
-              initial_temperature=float(np.float32(5.0)), cooling=float(np.float32(0.99)))
+    """numpy scalars work as annealing options exactly like the Python numbers they hold, the
+    options really steer the annealing, and bad numpy values are refused like bad floats."""
+    t = random_traffic(8, seed=4)
+    run = lambda **kw: place(t, (3, 3), "annealing", np.random.default_rng(2), **kw)
+    a = run(steps=np.int64(500), initial_temperature=np.float32(5.0), cooling=np.float32(0.99))
+    b = run(steps=500, initial_temperature=float(np.float32(5.0)),
+            cooling=float(np.float32(0.99)))
     np.testing.assert_array_equal(a.positions, b.positions)
+    # the options take effect: a frozen (greedy) run beats a hot random walk that never cools
+    cold = run(steps=np.int64(2000), initial_temperature=np.float64(1e-9), cooling=np.float32(1))
+    hot = run(steps=np.int64(2000), initial_temperature=np.float64(1e12), cooling=np.float32(1))
+    assert bit_hops(t, cold.positions) < bit_hops(t, hot.positions)
+    assert not np.array_equal(a.positions, cold.positions) or not np.array_equal(
+        a.positions, hot.positions)
+    for bad in ({"steps": np.float64(10.0)}, {"initial_temperature": np.float32(-1)},
+                {"initial_temperature": np.float64("nan")}, {"cooling": np.float32(1.5)},
+                {"cooling": np.float64(0)}):
+        with pytest.raises(PlacementError, match="annealing"):
+            run(**bad)
 
 
 def test_report_needs_a_method():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -207,11 +208,13 @@ def test_age_drift_and_compensation(scr_net):
             assert np.all(g[~dev.exists if name != "g_ref" else ~dev.exists[:, 0, :]] == 0)
             moving = ~stuck & (g0 > 0)
             assert np.mean(g[moving] < g0[moving]) > 0.99  # PCM drifts down
-        # compensation restores the mean conductance of the layer
+        # the measured ('read') compensation restores the mean conductance of the layer up to
+        # the read noise of the probe reads
         s0 = sum(float(a.sum()) for _, a in dev.programmed.items())
         s1 = sum(float(a.sum()) for _, a in dev.current.items())
         assert dev.compensation > 1
-        assert dev.compensation * s1 == pytest.approx(s0, rel=1e-6)
+        assert dev.compensation * s1 == pytest.approx(s0, rel=1e-3)
+        assert dev.compensation * s1 != pytest.approx(s0, rel=1e-7)
     # aging starts from the programmed conductances and is reproducible
     again = age(age(inst, 100.0, seed=9), 3600.0, seed=3)
     np.testing.assert_array_equal(again.layers[1].current.g_pos, old.layers[1].current.g_pos)
@@ -379,3 +382,74 @@ def test_save_is_atomic(tmp_path, saved, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["chip.h5"]  # and no temp file is left
     with pytest.raises(ChipInstanceError, match="does not exist"):
         save_instance(inst, tmp_path / "no" / "dir.h5")
+
+
+def test_drift_compensation_read_oracle_none(scr_net):
+    """Issue 6: the compensation factor is measured by reading a known input (read noise and
+    stuck devices included), not taken from the exact summed conductances; 'oracle' keeps the
+    exact factor as an explicit choice, 'none' turns it off."""
+    base = small_config("differential", preset="pcm_joshi2020",
+                        device={"stuck_at_gmax": 0.02, "read": {"coeffs": [0.2]}})
+    factors = {}
+    for mode in ("read", "oracle", "none"):
+        cfg = base.replace(retention={"drift_compensation": mode})
+        aged = age(program_chip(scr_net, cfg, seed=1), 3600.0, seed=3)
+        factors[mode] = [d.compensation for d in aged.layers]
+        assert aged.config.retention.drift_compensation == mode
+        if mode == "oracle":
+            for d in aged.layers:
+                s0 = sum(float(a.sum()) for _, a in d.programmed.items())
+                s1 = sum(float(a.sum()) for _, a in d.current.items())
+                assert d.compensation * s1 == pytest.approx(s0, rel=1e-6)
+    assert factors["none"] == [1.0, 1.0]
+    for r, o in zip(factors["read"], factors["oracle"]):
+        assert r != o and r == pytest.approx(o, rel=0.02)  # an estimate, close to the truth
+    # the probe reads are reproducible, keyed by the retention seed
+    cfg = base.replace(retention={"drift_compensation": "read"})
+    inst = program_chip(scr_net, cfg, seed=1)
+    a, b, c = age(inst, 3600.0, 3), age(inst, 3600.0, 3), age(inst, 3600.0, 4)
+    assert [d.compensation for d in a.layers] == [d.compensation for d in b.layers]
+    assert [d.compensation for d in a.layers] != [d.compensation for d in c.layers]
+
+
+def test_drift_compensation_mode_saved_and_switched(tmp_path, scr_net):
+    base = small_config("differential", preset="pcm_joshi2020")
+    cfg = base.replace(retention={"drift_compensation": "oracle"})
+    aged = age(program_chip(scr_net, cfg, seed=1), 3600.0, seed=3)
+    path = save_instance(aged, tmp_path / "chip.h5")
+    back = load_instance(path, scr_net)
+    assert back.config.retention.drift_compensation == "oracle"
+    assert [d.compensation for d in back.layers] == [d.compensation for d in aged.layers]
+    read = load_instance(path, scr_net, base.replace(retention={"drift_compensation": "read"}))
+    direct = age(program_chip(scr_net, base, seed=1), 3600.0, seed=3)
+    assert [d.compensation for d in read.layers] == [d.compensation for d in direct.layers]
+
+
+def test_clipped_devices_are_counted_and_saved(tmp_path, scr_net):
+    """Issue 6: programming error drawn below 0 is clipped at 0 (not at g_max): the fraction
+    of clipped devices is reported per layer."""
+    wan = program_chip(scr_net, small_config("differential", preset="rram_wan2022"), seed=1)
+    ideal = program_chip(scr_net, small_config("single"), seed=1)
+    for d in wan.layers:
+        # differential: one device of each pair at g_min = 0 uS, with 1.05 uS programming error
+        assert 0.1 < d.clipped_fraction < 0.5
+        clipped = sum(np.count_nonzero((g == 0) & d.exists) for _, g in d.programmed.items())
+        assert d.n_clipped == clipped  # no other device sits exactly at 0
+    assert all(d.clipped_fraction == 0.0 for d in ideal.layers)
+    back = load_instance(save_instance(wan, tmp_path / "c.h5"), scr_net)
+    assert [d.n_clipped for d in back.layers] == [d.n_clipped for d in wan.layers]
+
+
+def test_old_instance_files_with_boolean_compensation_load_as_oracle(tmp_path, scr_net):
+    """Instances saved when drift_compensation was a boolean hold exact (oracle) factors."""
+    cfg = small_config("differential", preset="pcm_joshi2020",
+                       retention={"drift_compensation": "oracle"})
+    aged = age(program_chip(scr_net, cfg, seed=1), 3600.0, seed=3)
+    path = save_instance(aged, tmp_path / "chip.h5")
+    with h5py.File(path, "r+") as f:
+        d = json.loads(f.attrs["chip_config"])
+        d["retention"]["drift_compensation"] = True
+        f.attrs["chip_config"] = json.dumps(d)
+    back = load_instance(path, scr_net)
+    assert back.config.retention.drift_compensation == "oracle"
+    assert [d.compensation for d in back.layers] == [d.compensation for d in aged.layers]

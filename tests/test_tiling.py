@@ -73,7 +73,7 @@ def test_hand_computed_scrramble_single_tile():
     expected[0, 3] = expected[1, 3] = expected[2, 3] = expected[2, 4] = 32  # 4 values x 8 bits
     np.testing.assert_array_equal(plan.traffic_bits, expected)
     assert plan.io_bits_in == 4 * 32  # four (input slot, core) links from the I/O port
-    assert plan.io_bits_out == 32 * 8
+    assert plan.io_bits_out == 32 * 32  # the last layer is not quantised: 32-bit words
     assert plan.layer_psum_bits == (0, 0)
     assert plan.layer_input_bits == (128, 128)
 
@@ -112,7 +112,7 @@ def test_hand_computed_dense_with_partial_sums():
     e[7, 6] = 4 * 16  # layer 1 partial sums
     np.testing.assert_array_equal(plan.traffic_bits, e)
     assert plan.io_bits_in == 40 * 2 * 8  # every input to both column tiles
-    assert plan.io_bits_out == 4 * 8
+    assert plan.io_bits_out == 4 * 32  # the last layer is not quantised: 32-bit words
 
 
 @pytest.mark.parametrize("bits", [8, 4, 0])

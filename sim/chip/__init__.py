@@ -20,7 +20,14 @@ from sim.chip.config import (
     plan_for_chip,
     save_chip_config,
 )
-from sim.chip.functional import ChipRunner, SimulationError, SimulationResult, simulate
+from sim.chip.functional import (
+    Calibration,
+    ChipRunner,
+    SimulationError,
+    SimulationResult,
+    calibrate,
+    simulate,
+)
 from sim.chip.mapping_report import MappingReport, map_network
 from sim.chip.programming import (
     ChipInstance,
@@ -34,6 +41,7 @@ from sim.chip.programming import (
 from sim.chip.timing import MvmTiming, mvm_timing
 
 __all__ = [
+    "Calibration",
     "ChipConfig",
     "ChipConfigError",
     "ChipGeometry",
@@ -49,6 +57,7 @@ __all__ = [
     "SimulationError",
     "SimulationResult",
     "age",
+    "calibrate",
     "check_fits",
     "chip_config_from_dict",
     "default_chip_config",

@@ -10,6 +10,7 @@ Sections (every key optional; see docs/chip_file.md):
 - ``[retention]`` time_s, drift_compensation
 - ``[simulation]`` batch_chunk, calibration_samples
 - ``[costs]`` energy and area constants of :class:`sim.costs.constants.CostConfig`
+- ``[noc]`` the packet network (:class:`sim.noc.config.NocConfig`; its mesh is the ``[chip]`` grid)
 
 Unknown sections or keys, wrong types and out-of-range values raise :class:`ChipConfigError`
 naming the file, the section, the key, the value and what is allowed.
@@ -53,6 +54,7 @@ from mappings.placement import METHODS as PLACEMENT_METHODS
 from mappings.safe_files import atomic_write
 from mappings.tiling import ChipPlan
 from sim.costs.constants import CostConfig
+from sim.noc.config import NocConfig, NocConfigError, noc_config_from_dict
 
 DEFAULT_PRESET = "rram_wan2022"
 DEFAULT_CHIP_RESOURCE = "default_chip.toml"
@@ -97,12 +99,31 @@ class MappingConfig:
     balance_correction: bool = True  # 'single': subtract g_zero * digital sum of DAC inputs
 
 
+DRIFT_COMPENSATIONS: tuple[str, ...] = ("read", "oracle", "none")
+# the boolean form of older chip files: true = compensation on (now measured: 'read')
+DRIFT_COMPENSATION_BOOLS: dict[bool, str] = {True: "read", False: "none"}
+
+
 @dataclass(frozen=True)
 class RetentionConfig:
-    """``[retention]``: when the chip is read after programming."""
+    """``[retention]``: when the chip is read after programming, and how the decode
+    compensates the global conductance drift: ``read`` (the factor is measured by reading a
+    known input on the arrays, with read noise and faults; see sim.chip.programming.age),
+    ``oracle`` (the exact, noise-free summed conductances: an idealisation), ``none``. The
+    boolean of older files maps true -> 'read', false -> 'none'."""
 
     time_s: float = 0.0
-    drift_compensation: bool = True
+    drift_compensation: str = "read"
+
+    def __post_init__(self) -> None:
+        mode = self.drift_compensation
+        if isinstance(mode, bool):
+            object.__setattr__(self, "drift_compensation", DRIFT_COMPENSATION_BOOLS[mode])
+        elif mode not in DRIFT_COMPENSATIONS:
+            raise ValueError(
+                f"drift_compensation must be one of {', '.join(map(repr, DRIFT_COMPENSATIONS))} "
+                f"(or true = 'read', false = 'none'), got {mode!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -130,7 +151,14 @@ class ChipConfig:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     costs: CostConfig = field(default_factory=CostConfig)
+    noc: NocConfig = field(default_factory=NocConfig)
     source: str = field(default="<defaults>", compare=False)
+
+    def __post_init__(self) -> None:
+        # the packet network has one router per core: its mesh is always the [chip] grid
+        if (self.noc.rows, self.noc.cols) != self.chip.grid:
+            grid = self.chip.grid
+            object.__setattr__(self, "noc", self.noc.replace(rows=grid[0], cols=grid[1]))
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -148,6 +176,7 @@ class ChipConfig:
         for name in ("dac", "adc", "mapping", "retention", "simulation", "costs"):
             section = getattr(self, name)
             out[name] = {f.name: getattr(section, f.name) for f in fields(section)}
+        out["noc"] = {k: v for k, v in self.noc.to_dict().items() if k not in _NOC_FROM_GRID}
         return out
 
     def to_toml(self) -> str:
@@ -185,13 +214,19 @@ class _Rule:
     lo_open: bool = False  # lo excluded
     also: tuple[int, ...] = ()  # extra allowed ints outside [lo, hi] (e.g. 0 = off)
     choices: tuple[str, ...] = ()
+    bools: tuple[tuple[bool, str], ...] = ()  # str rules: booleans accepted as these choices
 
     def describe(self) -> str:
         if self.kind is bool:
             return "true or false"
         if self.kind is str:
             if self.choices:
-                return "one of " + ", ".join(repr(c) for c in self.choices)
+                text = "one of " + ", ".join(repr(c) for c in self.choices)
+                if self.bools:
+                    text += " (or " + ", ".join(
+                        f"{_show(b)} = {c!r}" for b, c in self.bools
+                    ) + ")"
+                return text
             return "a non-empty string"
         if self.kind is tuple:
             return "a list of numbers"
@@ -214,6 +249,8 @@ class _Rule:
         if k is bool:
             return value if isinstance(value, bool) else None
         if k is str:
+            if isinstance(value, bool) and self.bools:
+                return dict(self.bools)[value]
             if not isinstance(value, str) or not value:
                 return None
             return value if not self.choices or value in self.choices else None
@@ -278,7 +315,9 @@ _SECTION_RULES: dict[str, dict[str, _Rule]] = {
     },
     "retention": {
         "time_s": _Rule(float, 0),
-        "drift_compensation": _Rule(bool),
+        "drift_compensation": _Rule(
+            str, choices=DRIFT_COMPENSATIONS, bools=tuple(DRIFT_COMPENSATION_BOOLS.items())
+        ),
     },
     "simulation": {
         "batch_chunk": _Rule(int, 1, 10_000_000),
@@ -299,8 +338,9 @@ _SECTION_CLASSES: dict[str, type] = {
     "costs": CostConfig,
 }
 SECTIONS: tuple[str, ...] = (
-    "chip", "device", "dac", "adc", "mapping", "retention", "simulation", "costs",
+    "chip", "device", "dac", "adc", "mapping", "retention", "simulation", "costs", "noc",
 )
+_NOC_FROM_GRID = ("rows", "cols")  # [noc] keys that follow [chip] grid_rows / grid_cols
 
 _SIGMA_RULES = {
     "kind": _Rule(str, choices=SIGMA_KINDS),
@@ -445,6 +485,20 @@ def _device(ctx: _Ctx, d: Any) -> tuple[DeviceModel, str]:
     return device, preset
 
 
+def _noc(ctx: _Ctx, d: Any) -> NocConfig:
+    table = dict(_table(ctx, d, "[noc]"))
+    for key in _NOC_FROM_GRID:
+        if key in table:
+            raise ctx.error(
+                f"[noc] {key}: the packet network has one router per core, so its mesh is "
+                f"[chip] grid_rows x grid_cols; remove {key} from [noc]"
+            )
+    try:
+        return noc_config_from_dict(table, source="[noc]")
+    except NocConfigError as exc:
+        raise ctx.error(str(exc)) from None
+
+
 def chip_config_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> ChipConfig:
     """Validate a parsed chip description (sections as nested dicts) into a ChipConfig."""
     ctx = _Ctx(str(source))
@@ -463,6 +517,8 @@ def chip_config_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> ChipC
             )
         if name == "device":
             kwargs["device"], kwargs["device_preset"] = _device(ctx, value)
+        elif name == "noc":
+            kwargs["noc"] = _noc(ctx, value)
         else:
             kwargs[name] = _section(ctx, name, value)
     config = ChipConfig(**kwargs, source=str(source))

@@ -2,7 +2,8 @@
 
 Per layer and batch chunk (see docs/simulation.md for the full pipeline and the arguments):
 
-1. ScRRAMBLe routing (digital, exact: ``layer.route``); a dense layer's input is its one block.
+1. ScRRAMBLe routing (digital, fixed summation order: :func:`sim.chip.kernels.route_slots`); a
+   dense layer's input is its one block.
 2. Input DAC: multilevel codes (one analog read) or sign-magnitude bit planes (one read per
    plane, shift-and-add after the ADC), with the full scale calibrated per layer.
 3. Analog MVM per tile as BLAS batched matmuls on contiguous float32 arrays:
@@ -12,20 +13,31 @@ Per layer and batch chunk (see docs/simulation.md for the full pipeline and the 
    S2 = sigma_read(G)^2 per device (one more matmul, or a row sum when sigma is constant);
    one normal per ADC conversion, never one per device.
 5. ADC (clip + round, ranges calibrated per tile or column) fused with the noise and the
-   digital partial-sum accumulation over row tiles (:func:`sim.chip.kernels.adc_accumulate`).
+   digital partial-sum accumulation over row tiles (:func:`sim.chip.kernels.adc_accumulate`),
+   partial sums of row tiles r > 0 saturated at ``[mapping] psum_bits``.
 6. Decode: reference subtraction, rescale to weight units, drift compensation, bias,
    activation, activation quantisation (:func:`sim.chip.kernels.decode_outputs`).
 
-All random numbers come from streams derived from ``SeedSequence(seed, spawn_key=(tag, chunk,
-layer))``, so the result is a pure function of the configuration, the instance and the seed.
+Purity. The result is a function of the network, the instance, the read-time configuration,
+the calibration (a value: :func:`calibrate`, computed once from named calibration samples and
+reusable across read-noise seeds and sample shards) and the read-noise seed. Every read-noise
+normal is keyed by (seed, layer, tile column, DAC pass, *global* sample index), and the analog
+matrix products run in BLAS calls over fixed 1024-sample blocks aligned to the global sample
+index, so a dataset simulated whole, in shards (``sample_offset``) or with another batch chunk
+gives identical predictions. Thread counts are set per call (Numba's is thread-local; BLAS is
+pinned to one thread while any simulation runs, see :class:`_BlasPin`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numba
@@ -34,27 +46,81 @@ from threadpoolctl import ThreadpoolController
 
 from devices.converters import ADCConfig, calibrate_adc
 from mappings.network import DenseLayer, Network, ScrrambleLayer
+from mappings.routing import routing_matrix
 from sim.chip import kernels
 from sim.chip.config import ChipConfig
 from sim.chip.programming import ChipInstance, LayerDevices, network_fingerprint
 
 SIM_STREAM = 0x53494D00  # spawn-key tags (distinct from programming's layer indices)
 CALIB_STREAM = 0x43414C00
+# Samples per BLAS call of the forward pass, aligned to the global sample index: shards that
+# start at multiples of BLOCK need no padding. Measured (dense benchmark network, one thread):
+# the analog products take 1.5x as long in calls of 256 samples as in calls of 1024 or more
+# (OpenBLAS packs the tile's weights once per call).
+BLOCK = 1024
 
 
-_BLAS: ThreadpoolController | None = None
+class _BlasPin:
+    """Pins BLAS to one thread while at least one simulation runs in this process.
+
+    Multi-threaded OpenBLAS may sum in another order than single-threaded, and one ulp can
+    move an ADC or DAC code, so the chip's BLAS calls always run single-threaded and only the
+    Numba kernels (row-wise, order-independent) use threads. The BLAS thread pool is the one
+    process-wide resource the simulation touches; this guard counts its users under a lock, so
+    simulations running concurrently in several Python threads neither restore the limit
+    under each other's feet nor leave it changed afterwards.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._limiter = None
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                self._limiter = ThreadpoolController().limit(limits=1, user_api="blas")
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0 and self._limiter is not None:
+                    self._limiter.restore_original_limits()
+                    self._limiter = None
 
 
-def _single_thread_blas():
-    """Context that runs BLAS on one thread. Multi-threaded OpenBLAS sums in another order
-    than single-threaded (measured: float32 matmuls differ in the last bits between 1 and 2
-    threads), and one ulp can move an ADC or DAC code, so the chip's BLAS calls always run
-    single-threaded and only the Numba kernels (row-wise, order-independent) use threads:
-    the result does not depend on the thread count."""
-    global _BLAS
-    if _BLAS is None:
-        _BLAS = ThreadpoolController()
-    return _BLAS.limit(limits=1, user_api="blas")
+_PIN_BLAS = _BlasPin()
+
+
+@contextmanager
+def _threads(threads: int | None) -> Iterator[int]:
+    """Numba threads of the calling Python thread set to ``threads`` (None: unchanged) for the
+    duration of the block (numba.set_num_threads is thread-local), BLAS pinned to one."""
+    before = numba.get_num_threads()
+    if threads is not None:
+        numba.set_num_threads(threads)
+    try:
+        with _PIN_BLAS():
+            yield numba.get_num_threads()
+    finally:
+        numba.set_num_threads(before)
+
+
+def _check_threads(threads: Any) -> int | None:
+    if threads is None:
+        return None
+    top = numba.config.NUMBA_NUM_THREADS
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not (
+        1 <= threads <= top
+    ):
+        raise SimulationError(
+            f"threads must be an integer in 1..{top} (numba.config.NUMBA_NUM_THREADS), "
+            f"got {threads!r}"
+        )
+    return int(threads)
 
 
 class SimulationError(ValueError):
@@ -93,6 +159,10 @@ class SimulationResult:
     age_s: float
     seed: int
     layer_info: tuple[dict, ...] = field(default=())
+    sample_offset: int = 0
+    threads: int = 1
+    calibration_seed: int = 0
+    drift_compensation: str = "none"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict (non-finite SNRs become None)."""
@@ -118,6 +188,10 @@ class SimulationResult:
             "adc": self.adc,
             "age_s": self.age_s,
             "seed": self.seed,
+            "sample_offset": self.sample_offset,
+            "numba_threads": self.threads,
+            "calibration_seed": self.calibration_seed,
+            "drift_compensation": self.drift_compensation,
             "layers": [dict(d) for d in self.layer_info],
         }
 
@@ -144,19 +218,84 @@ class SimulationResult:
             ),
             (
                 f"converters         DAC {self.dac}, ADC {self.adc}; encoding {self.encoding}; "
-                f"age {self.age_s:g} s"
+                f"age {self.age_s:g} s (drift compensation {self.drift_compensation})"
             ),
             f"time               {self.seconds:.3f} s",
         ]
         if self.snr_db is not None and self.snr_db_end_to_end is not None:
-            lines.append("layer  kind       tiles  SNR dB (layer)  SNR dB (end-to-end)")
+            lines.append(
+                "layer  kind       tiles  SNR dB (layer)  SNR dB (end-to-end)  clipped at 0"
+            )
             for i, (a, b) in enumerate(zip(self.snr_db, self.snr_db_end_to_end)):
                 info = self.layer_info[i] if i < len(self.layer_info) else {}
+                clip = info.get("clipped_fraction")
+                clip_s = "n/a" if clip is None else f"{100 * clip:.3f} %"
                 lines.append(
                     f"{i:5d}  {info.get('kind', ''):9s}  {info.get('tiles', 0):5d}  "
-                    f"{db(a):>14s}  {db(b):>19s}"
+                    f"{db(a):>14s}  {db(b):>19s}  {clip_s:>12s}"
                 )
         return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+@dataclass(frozen=True, eq=False)
+class LayerCalibration:
+    """Converter settings of one layer: the DAC full scale, the ADC ranges (blocks, row_tiles,
+    col_tiles, 1 or columns) and the activation quantiser (levels, lo, hi, 1/step, step) of
+    the layer's output."""
+
+    x_max: float
+    lo: np.ndarray
+    hi: np.ndarray
+    quantiser: tuple[int, float, float, float, float]
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """Calibrated converters of one chip instance under one set of read-time settings: a
+    value (frozen, picklable), computed once by :func:`calibrate` and reusable across
+    read-noise seeds and sample shards.
+
+    ``context`` records what it was calibrated for (the instance and the DAC / ADC /
+    activation / partial-sum settings); :func:`simulate` refuses it for anything else.
+    ``samples_sha256``: SHA-256 of the float32 calibration samples, ``seed``: the seed of the
+    read noise during calibration.
+    """
+
+    layers: tuple[LayerCalibration, ...]
+    n_samples: int
+    seed: int
+    samples_sha256: str
+    context: str  # JSON
+
+    def describe_mismatch(self, other_context: str) -> str | None:
+        """None when ``other_context`` equals this calibration's, else what differs."""
+        if other_context == self.context:
+            return None
+        mine, theirs = json.loads(self.context), json.loads(other_context)
+        keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        return ", ".join(keys)
+
+
+def _context(instance: ChipInstance, config: ChipConfig, balance: bool) -> str:
+    """What a calibration depends on besides its samples and seed (JSON)."""
+    return json.dumps(
+        {
+            "instance": [
+                instance.fingerprint, instance.seed, instance.age_s, instance.age_seed,
+                [float(d.compensation) for d in instance.layers],
+            ],
+            "encoding": instance.config.mapping.encoding,
+            "dac": asdict(config.dac),
+            "adc": asdict(config.adc),
+            "activation_bits": config.mapping.activation_bits,
+            "psum_bits": config.mapping.psum_bits,
+            "balance_correction": bool(balance),
+        },
+        sort_keys=True,
+    )
 
 
 # ----------------------------------------------------------------------------- engine
@@ -169,9 +308,13 @@ def _stream_key(seed: int, *key: int) -> tuple[int, int]:
     return int(k[0]), int(k[1])
 
 
+def _align_up(n: int) -> int:
+    return -(-n // BLOCK) * BLOCK
+
+
 @dataclass
 class _LayerState:
-    """Per-layer arrays prepared once per simulation, plus the calibrated ranges."""
+    """Per-layer arrays prepared once per runner, plus the calibrated ranges."""
 
     layer: Any
     dev: LayerDevices
@@ -185,6 +328,9 @@ class _LayerState:
     act: tuple
     last: bool
     balance: bool  # 'single' encoding: subtract g_zero * sum of the applied DAC inputs
+    route: tuple | None  # ScRRAMBLe: (row_ptr, src, sign, slots_in, slots_out) of route_slots
+    psum_limit: int  # 2**(psum_bits - 1) when partial sums saturate, else 0
+    psum_collect: bool  # bit-serial: saturate the code sums over the passes (psum_finish)
     x_max: float = 0.0
     lo: np.ndarray | None = None  # (blocks, row_tiles, col_tiles, L)
     hi: np.ndarray | None = None
@@ -201,10 +347,23 @@ def _activation_params(layer) -> tuple:
     return (kernels.ACT_NONE, 1.0, 1.0, 1.0)
 
 
+def _route_table(layer: ScrrambleLayer) -> tuple:
+    """CSR table of the routing matrix by destination slot, sources in increasing order."""
+    r = routing_matrix(layer.routing, np.float32)  # (source slots, destination slots)
+    cols = np.ascontiguousarray(r.T)
+    nz = cols != 0
+    row_ptr = np.zeros(cols.shape[0] + 1, np.int64)
+    row_ptr[1:] = np.cumsum(nz.sum(axis=1))
+    d_idx, s_idx = np.nonzero(nz)  # row-major: sorted by destination, then source
+    return (row_ptr, s_idx.astype(np.int64), cols[d_idx, s_idx].astype(np.float32),
+            r.shape[0], r.shape[1])
+
+
 class ChipRunner:
-    """A chip instance prepared for one simulation: device arrays laid out for BLAS, the
-    converters calibrated, and a batched forward pass. Raises SimulationError (``check``:
-    :func:`check_compatible`) when the network or config does not match the instance."""
+    """A chip instance prepared for simulation: device arrays laid out for BLAS and a batched
+    forward pass; :meth:`calibrate` or :meth:`use` sets the converters. Raises
+    SimulationError (``check``: :func:`check_compatible`) when the network or config does not
+    match the instance. ``seed``: the read-noise seed of :meth:`forward`."""
 
     def __init__(
         self,
@@ -218,23 +377,35 @@ class ChipRunner:
     ):
         if check:  # check_compatible (hashes the network's weights)
             check_compatible(network, instance, config)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise SimulationError(f"seed must be an integer >= 0, got {seed!r}")
+        self.seed = _check_seed(seed, "seed")
         self.network = network
         self.balance_correction = bool(balance_correction)
         self.instance = instance
         self.config = config
-        self.seed = int(seed)
         dac = config.dac
         self.bit_serial = dac.mode == "bit_serial"
         self.dac_bits = dac.bits
         self.adc: ADCConfig = config.adc
         self.adc_levels = (1 << config.adc.bits) - 1 if config.adc.bits else 0
         self.act_bits = config.mapping.activation_bits
+        self.context = _context(instance, config, self.balance_correction)
         self._buffers: dict[str, np.ndarray] = {}
-        self.jobs = 4 * numba.get_num_threads()  # parallel jobs per ADC kernel call
         self.states = [self._prepare(i, layer) for i, layer in enumerate(network.layers)]
-        self.calibrated = False
+        self.calibration: Calibration | None = None
+        # seconds per stage of the forward pass when a dict (benchmarks/bench_chip.py)
+        self.stage_seconds: dict[str, float] | None = None
+
+    def _tick(self, stage: str, t0: float) -> float:
+        """Add the time since t0 to ``stage`` (when timing stages); return now."""
+        if self.stage_seconds is None:
+            return 0.0
+        now = time.perf_counter()
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + now - t0
+        return now
+
+    @property
+    def calibrated(self) -> bool:
+        return self.calibration is not None
 
     # -- preparation
 
@@ -276,17 +447,31 @@ class ChipRunner:
         else:
             ref_index = np.full(n_out, -1, dtype=np.int64)
         last = i == len(self.network.layers) - 1
+        route = _route_table(layer) if isinstance(layer, ScrrambleLayer) else None
+        # partial sums: a row tile's code (sums over bit-serial passes) needs adc + planes bits
+        limit, collect = 0, False
+        if self.adc_levels and t.row_tiles > 1:
+            planes = self.dac_bits - 1 if self.bit_serial else 0
+            psum_bits = self.config.mapping.psum_bits
+            if psum_bits < self.adc.bits + planes:
+                limit, collect = 1 << (psum_bits - 1), self.bit_serial
         return _LayerState(
             layer, dev, geff, s2, s2_const, bias, out_scale, ref_coeff, ref_index,
-            _activation_params(layer), last, balance,
+            _activation_params(layer), last, balance, route, limit, collect,
         )
 
     # -- one layer
 
     def _blocks(self, st: _LayerState, x: np.ndarray) -> np.ndarray:
-        if isinstance(st.layer, ScrrambleLayer):
-            return np.ascontiguousarray(st.layer.route(x), dtype=np.float32)
-        return np.ascontiguousarray(x, dtype=np.float32)[None]
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if st.route is None:
+            return x[None]
+        row_ptr, src, sign, n_src, n_dst = st.route
+        layer = st.layer
+        nbatch = x.shape[-1]
+        out = np.empty((n_dst, layer.slot_size * nbatch), np.float32)
+        kernels.route_slots(x.reshape(n_src, -1), row_ptr, src, sign, out)
+        return out.reshape(layer.n_dst_cores, layer.core_size, nbatch)
 
     def _passes(self, st: _LayerState) -> list[tuple[int, float]]:
         """(plane or -1, digital weight) for every analog read of an input vector."""
@@ -301,10 +486,24 @@ class ChipRunner:
         step = st.x_max / ((1 << (self.dac_bits - 1)) - 1)
         return (1 << (self.dac_bits - 1)) - 1, 1.0 / step, step
 
+    @staticmethod
+    def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, blocked: bool) -> None:
+        """out = a @ b; ``blocked``: in BLAS calls of exactly BLOCK columns (the batch is
+        padded to whole blocks aligned to the global sample index), so a sample's result does
+        not depend on the batch it is in (BLAS picks kernels by the matrix sizes)."""
+        if not blocked:
+            np.matmul(a, b, out=out)
+            return
+        for k in range(0, b.shape[-1], BLOCK):
+            np.matmul(a, b[..., k : k + BLOCK], out=out[..., k : k + BLOCK])
+
     def _layer(
-        self, st: _LayerState, x: np.ndarray, key: tuple[int, int], calibrating: bool
+        self, st: _LayerState, x: np.ndarray, key: tuple[int, int], calibrating: bool,
+        s0: int,
     ) -> np.ndarray:
-        """One layer on a feature-major batch x (n_in, B) -> its output (n_out, B).
+        """One layer on a feature-major batch x (n_in, B) -> its output (n_out, B); the
+        batch's samples have the global indices s0 .. s0 + B - 1 (forward: B and s0 are
+        multiples of BLOCK).
 
         Loops: block (DAC of its routed input), column tile (one batched matmul over the
         block's row tiles, then the fused noise + ADC + partial-sum kernel), DAC pass.
@@ -314,7 +513,12 @@ class ChipRunner:
         opt, has_ref = t.outputs_per_tile, int(st.dev.has_ref)
         r1 = opt + has_ref
         nbatch = x.shape[-1]
+        blocked = not calibrating
+        timing = self.stage_seconds is not None and not calibrating
+        clock = time.perf_counter() if timing else 0.0
         blocks = self._blocks(st, x)
+        if timing:
+            clock = self._tick("routing", clock)
         if calibrating:
             peak = float(np.max(np.abs(blocks))) if blocks.size else 0.0
             st.x_max = peak if peak > 0 else 1.0
@@ -326,6 +530,7 @@ class ChipRunner:
         passes = self._passes(st)
         n_pass = len(passes)
         levels, inv_step, step = self._dac_params(st)
+        jobs = 4 * numba.get_num_threads()  # parallel jobs per ADC kernel call
 
         xt = self._scratch("xt", (rt, ipt, nbatch))
         x2 = self._scratch("x2", (rt, ipt, nbatch) if want_sq else (1, 1, 1))
@@ -335,7 +540,22 @@ class ChipRunner:
         ref_acc = self._scratch("ref", (nb * ct if has_ref else (nb if st.balance else 1), nbatch))
         ref_acc.fill(0.0)
         codes = self._scratch("codes", (1, t.block_in, nbatch), np.int32) if self.bit_serial else None
+        psum_all = (
+            self._scratch("psum", (rt * r1 * nbatch,), np.float64) if st.psum_collect else None
+        )
+        if psum_all is not None:
+            psum_all.fill(0.0)
+        no_psum = np.zeros((0, 0, 0), np.float64)
         k0, k1 = key
+        w_sum = float(sum(np.float32(w) for _, w in passes))
+
+        def convert(cur, var, use_var, lo_u, hi_u, stream, row_base, weight, k, out_rows,
+                    ref_row, psum):
+            kernels.adc_accumulate(
+                cur, var, use_var, lo_u, hi_u, self.adc_levels, self.adc.noise_lsb, k0, k1,
+                stream, row_base, ct * r1, has_ref, weight, out_rows, ref_row, jobs, s0,
+                0 if psum.shape[0] else st.psum_limit, psum, float(1 << k),
+            )
 
         for b in range(nb):
             blk = blocks[b : b + 1]
@@ -343,6 +563,8 @@ class ChipRunner:
                 kernels.dac_codes_kernel(blk, st.x_max, inv_step, codes)
             else:
                 kernels.dac_tiles(blk, levels, st.x_max, inv_step, step, xt[None], x2[None], want_sq)
+            if timing:
+                clock = self._tick("dac", clock)
             for c in range(ct):
                 rows = has_ref + min(opt, t.block_out - c * opt)  # real rows of this tile
                 row_base = (b * rt * ct + c) * r1  # counter row = tile id * r1 + column
@@ -356,27 +578,35 @@ class ChipRunner:
                 var = var_buf[: rt * nbatch].reshape(rt, 1, nbatch)
                 if want_sq:
                     var = var_buf[:size].reshape(rt, rows, nbatch)
+                psum = no_psum
+                if psum_all is not None:
+                    psum = psum_all[:size].reshape(rt, rows, nbatch)
                 for k, (plane, weight) in enumerate(passes):
                     if plane >= 0:
                         kernels.dac_plane(codes, plane, xt, x2, want_sq)
                     if st.balance and c == 0:
                         kernels.accumulate_sum(xt, weight, ref_acc[b])
+                    if timing:
+                        clock = self._tick("dac", clock)
                     off = k * size if calibrating else 0
                     cur = cur_buf[off : off + size].reshape(rt, rows, nbatch)
-                    np.matmul(g_u, xt, out=cur)
+                    self._matmul(g_u, xt, cur, blocked)
+                    if timing:
+                        clock = self._tick("mvm", clock)
                     if want_sq:
-                        np.matmul(s2_u, x2, out=var)
+                        self._matmul(s2_u, x2, var, blocked)
                     elif noisy:
                         kernels.scaled_energy(xt, st.s2_const, var)
+                    if timing:
+                        clock = self._tick("noise variance", clock)
                     if calibrating:
                         if noisy:
-                            kernels.add_read_noise(cur, var, k0, k1, 2 * k, row_base, ct * r1)
+                            kernels.add_read_noise(cur, var, k0, k1, 2 * k, row_base, ct * r1, s0)
                         continue
-                    kernels.adc_accumulate(
-                        cur, var, noisy, lo_u, hi_u, self.adc_levels, self.adc.noise_lsb,
-                        k0, k1, k, row_base, ct * r1, has_ref, weight, out_rows, ref_row,
-                        self.jobs,
-                    )
+                    convert(cur, var, noisy, lo_u, hi_u, k, row_base, weight, k, out_rows,
+                            ref_row, psum)
+                    if timing:
+                        clock = self._tick("noise + ADC + partial sums", clock)
                 if calibrating:
                     stored = cur_buf[: n_pass * size].reshape(n_pass, rt, rows, nbatch)
                     sample = np.ascontiguousarray(stored.transpose(1, 2, 0, 3)).reshape(
@@ -387,11 +617,13 @@ class ChipRunner:
                     st.lo[b, :, c, :width], st.hi[b, :, c, :width] = lo[:, :, 0], hi[:, :, 0]
                     lo_u, hi_u = self._ranges(st, b, c, rows)
                     for k, (_, weight) in enumerate(passes):
-                        kernels.adc_accumulate(
-                            stored[k], var, False, lo_u, hi_u, self.adc_levels,
-                            self.adc.noise_lsb, k0, k1, 2 * k + 1, row_base, ct * r1, has_ref,
-                            weight, out_rows, ref_row, self.jobs,
-                        )
+                        convert(stored[k], var, False, lo_u, hi_u, 2 * k + 1, row_base, weight,
+                                k, out_rows, ref_row, psum)
+                if psum.shape[0]:
+                    kernels.psum_finish(
+                        psum, lo_u, hi_u, self.adc_levels, st.psum_limit, passes[0][1], w_sum,
+                        has_ref, out_rows, ref_row,
+                    )
 
         kind, ceiling, a_inv, a_step = st.act
         if calibrating:
@@ -412,6 +644,8 @@ class ChipRunner:
             acc, ref_acc, st.ref_index, st.out_scale, st.ref_coeff, st.bias, kind, ceiling,
             a_inv, a_step, levels_q, qlo, qhi, qinv, qstep,
         )
+        if timing:
+            self._tick("decode", clock)
         return acc
 
     @staticmethod
@@ -452,37 +686,87 @@ class ChipRunner:
         step = top / levels
         return (levels, 0.0, top, 1.0 / step, step)
 
-    # -- whole network
+    # -- calibration
 
-    def calibrate(self, x: np.ndarray) -> None:
+    def calibrate(self, x: np.ndarray, *, seed: int | None = None) -> Calibration:
         """Calibrate DAC full scales, ADC ranges and activation quantisers, layer by layer, on
-        feature-major calibration inputs (the chip's own outputs feed the next layer)."""
-        with _single_thread_blas():
+        feature-major calibration inputs (the chip's own outputs feed the next layer), with
+        the read noise of ``seed`` (default: the runner's seed); returns the calibration and
+        uses it."""
+        seed = self.seed if seed is None else _check_seed(seed, "calibration seed")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        digest = hashlib.sha256(x.tobytes()).hexdigest()
+        n = int(x.shape[-1])
+        with _PIN_BLAS():
             for i, st in enumerate(self.states):
-                key = _stream_key(self.seed, CALIB_STREAM, i)
-                x = self._layer(st, x, key, calibrating=True)
-        self.calibrated = True
+                key = _stream_key(seed, CALIB_STREAM, i)
+                x = self._layer(st, x, key, calibrating=True, s0=0)
+        layers = []
+        for st in self.states:
+            for a in (st.lo, st.hi):
+                a.setflags(write=False)
+            layers.append(LayerCalibration(float(st.x_max), st.lo, st.hi, tuple(st.q)))
+        self.calibration = Calibration(tuple(layers), n, seed, digest, self.context)
+        return self.calibration
 
-    def forward_layer(self, index: int, x: np.ndarray, chunk: int = 0) -> np.ndarray:
-        """One calibrated layer on feature-major inputs (n_in, B) -> its chip output."""
-        if not self.calibrated:
-            raise SimulationError("ChipRunner.forward_layer needs calibrate() first")
-        key = _stream_key(self.seed, SIM_STREAM, chunk, index)
-        with _single_thread_blas():
-            return self._layer(
-                self.states[index], np.asarray(x, np.float32), key, calibrating=False
+    def use(self, calibration: Calibration) -> None:
+        """Use a calibration made by :func:`calibrate` for this instance and these settings."""
+        if not isinstance(calibration, Calibration):
+            raise SimulationError(
+                f"calibration must be a Calibration (from calibrate()), got "
+                f"{type(calibration).__name__}"
             )
+        diff = calibration.describe_mismatch(self.context)
+        if diff is not None or len(calibration.layers) != len(self.states):
+            raise SimulationError(
+                "the calibration was made for another chip instance or other read-time "
+                f"settings (differs in: {diff or 'layers'}); calibrate again"
+            )
+        for st, lc in zip(self.states, calibration.layers):
+            st.x_max, st.lo, st.hi, st.q = lc.x_max, lc.lo, lc.hi, tuple(lc.quantiser)
+        self.calibration = calibration
 
-    def forward(self, x: np.ndarray, chunk: int) -> list[np.ndarray]:
-        """Feature-major input (n_in, B) -> every layer's chip output (feature-major)."""
+    # -- forward
+
+    def _padded(self, x: np.ndarray, sample_offset: int) -> tuple[np.ndarray, int, int]:
+        """x (n, B) padded with zero samples to whole BLOCKs aligned to the global index:
+        (padded, global index of its column 0, column of x's first sample)."""
+        o = sample_offset % BLOCK
+        nbatch = x.shape[-1]
+        width = _align_up(o + nbatch)
+        if o == 0 and width == nbatch:
+            return np.ascontiguousarray(x, np.float32), sample_offset, 0
+        pad = np.zeros((x.shape[0], width), np.float32)
+        pad[:, o : o + nbatch] = x
+        return pad, sample_offset - o, o
+
+    def _check_offset(self, sample_offset: Any) -> int:
         if not self.calibrated:
-            raise SimulationError("ChipRunner.forward needs calibrate() first")
+            raise SimulationError("ChipRunner.forward needs calibrate() or use() first")
+        return _check_seed(sample_offset, "sample_offset")
+
+    def forward_layer(self, index: int, x: np.ndarray, sample_offset: int = 0) -> np.ndarray:
+        """One calibrated layer on feature-major inputs (n_in, B) whose samples have the
+        global indices sample_offset .. + B - 1 -> its chip output."""
+        s0 = self._check_offset(sample_offset)
+        xp, base, o = self._padded(np.asarray(x, np.float32), s0)
+        key = _stream_key(self.seed, SIM_STREAM, index)
+        with _PIN_BLAS():
+            out = self._layer(self.states[index], xp, key, calibrating=False, s0=base)
+        return out[:, o : o + x.shape[-1]]
+
+    def forward(self, x: np.ndarray, sample_offset: int = 0) -> list[np.ndarray]:
+        """Feature-major input (n_in, B), samples with the global indices sample_offset ..
+        + B - 1 -> every layer's chip output (feature-major)."""
+        s0 = self._check_offset(sample_offset)
+        n = x.shape[-1]
+        xp, base, o = self._padded(np.asarray(x, np.float32), s0)
         outs = []
-        with _single_thread_blas():
+        with _PIN_BLAS():
             for i, st in enumerate(self.states):
-                key = _stream_key(self.seed, SIM_STREAM, chunk, i)
-                x = self._layer(st, x, key, calibrating=False)
-                outs.append(x)
+                key = _stream_key(self.seed, SIM_STREAM, i)
+                xp = self._layer(st, xp, key, calibrating=False, s0=base)
+                outs.append(xp[:, o : o + n] if (o or xp.shape[-1] != n) else xp)
         return outs
 
 
@@ -510,6 +794,12 @@ def check_compatible(network: Network, instance: ChipInstance, config: ChipConfi
         raise SimulationError("the chip instance was programmed for a different network")
 
 
+def _check_seed(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise SimulationError(f"{what} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
 def _check_samples(network: Network, samples: Any, what: str) -> np.ndarray:
     try:
         x = np.asarray(samples, dtype=np.float32)
@@ -535,6 +825,55 @@ def _snr_db(signal: float, error: float) -> float:
     return 10.0 * math.log10(signal / error)
 
 
+def calibrate(
+    network: Network,
+    instance: ChipInstance,
+    samples: Any,
+    *,
+    config: ChipConfig | None = None,
+    seed: int = 0,
+    balance_correction: bool | None = None,
+    threads: int | None = None,
+) -> Calibration:
+    """Calibrate the converters of ``instance`` on the first ``[simulation]
+    calibration_samples`` of ``samples`` (N, *image_shape): DAC full scales, ADC ranges and
+    activation quantisers, layer by layer, with the calibration reads' own read noise
+    (``seed``). ``config`` (default: the instance's) and ``balance_correction`` as in
+    :func:`simulate`. The result is a frozen, picklable value for any number of
+    :func:`simulate` calls (read-noise seeds, sample shards) with the same instance and
+    read-time settings. Use samples that are not scored (e.g. the training split)."""
+    config = instance.config if config is None else config
+    seed = _check_seed(seed, "calibration seed")
+    threads = _check_threads(threads)
+    check_compatible(network, instance, config)
+    x = _check_samples(network, samples, "calibration samples")
+    x = x[: config.simulation.calibration_samples]
+    if balance_correction is None:
+        balance_correction = config.mapping.balance_correction
+    runner = ChipRunner(
+        network, instance, config, seed, balance_correction=balance_correction, check=False
+    )
+    with _threads(threads):
+        return runner.calibrate(network.input_spec.prepare(x), seed=seed)
+
+
+def _chunks(start: int, stop: int, chunk: int) -> Iterator[tuple[int, int]]:
+    """Global [a, b) ranges of about ``chunk`` samples. A chunk of at least BLOCK / 2 is
+    rounded to the nearest whole number of BLOCKs and the inner boundaries fall on multiples
+    of BLOCK, so only the shard's ends need padding; smaller chunks are taken as they are
+    (each then computes whole padded blocks)."""
+    if chunk >= BLOCK // 2:
+        chunk = max(1, round(chunk / BLOCK)) * BLOCK
+    a = start
+    while a < stop:
+        b = a + chunk
+        if chunk >= BLOCK:
+            b -= b % BLOCK
+        b = min(stop, b)
+        yield a, b
+        a = b
+
+
 def simulate(
     network: Network,
     instance: ChipInstance,
@@ -543,7 +882,9 @@ def simulate(
     labels: Any = None,
     seed: int,
     config: ChipConfig | None = None,
-    calibration: Any = None,
+    calibration: Calibration | Any = None,
+    sample_offset: int = 0,
+    threads: int | None = None,
     reference: bool = True,
     balance_correction: bool | None = None,
     progress: Callable[[int], None] | None = None,
@@ -551,9 +892,16 @@ def simulate(
     """Run ``samples`` (N, *image_shape) through the programmed chip ``instance``.
 
     ``config`` (default: the instance's) supplies the read-time settings (DAC, ADC,
-    activation bits, batch chunk, calibration samples); its chip geometry, device and encoding
-    must be those the instance was programmed with. ``calibration``: samples used to
-    calibrate the converters (default: the first ``calibration_samples`` of ``samples``).
+    activation and partial-sum bits, batch chunk, calibration samples); its chip geometry,
+    device and encoding must be those the instance was programmed with.
+    ``calibration`` (required): a :class:`Calibration` from :func:`calibrate`, or calibration
+    samples, which are then calibrated on with the read-noise ``seed``. The samples scored are
+    never used for calibration unless passed here explicitly.
+    ``seed``: the read-noise seed. ``sample_offset``: global index of ``samples[0]`` in the
+    dataset; every read-noise draw is keyed by the global sample index, so shards of a
+    dataset simulated separately give the same predictions as the whole.
+    ``threads``: Numba threads for this call (default: the calling thread's current count);
+    results do not depend on it.
     ``reference``: also run the ideal network for ideal accuracy and per-layer SNR.
     ``balance_correction`` ('single' encoding only): the decode subtracts g_zero times the
     digital sum of the DAC inputs, the common-mode current left when DAC rounding breaks the
@@ -562,8 +910,9 @@ def simulate(
     ``progress(n)`` is called after every chunk with the number of samples done.
     """
     t_start = time.perf_counter()
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise SimulationError(f"seed must be an integer >= 0, got {seed!r}")
+    seed = _check_seed(seed, "seed")
+    offset = _check_seed(sample_offset, "sample_offset")
+    threads = _check_threads(threads)
     config = instance.config if config is None else config
     check_compatible(network, instance, config)
     x_all = _check_samples(network, samples, "samples")
@@ -576,49 +925,54 @@ def simulate(
                 f"labels must be integers shaped ({n},) like the samples, got "
                 f"{y_true.dtype} {y_true.shape}"
             )
-    n_cal = config.simulation.calibration_samples
     if calibration is None:
-        cal = x_all[:n_cal]
-    else:
-        cal = _check_samples(network, calibration, "calibration samples")[:n_cal]
-
+        raise SimulationError(
+            "calibration is required: a Calibration from calibrate(), or calibration samples "
+            "(e.g. from the training split; pass the scored samples themselves only on purpose)"
+        )
     if balance_correction is None:
         balance_correction = config.mapping.balance_correction
     runner = ChipRunner(
-        network, instance, config, int(seed), balance_correction=balance_correction,
+        network, instance, config, seed, balance_correction=balance_correction,
         check=False,  # checked above
     )
-    runner.calibrate(network.input_spec.prepare(cal))
+    with _threads(threads) as n_threads:
+        if isinstance(calibration, Calibration):
+            runner.use(calibration)
+        else:
+            cal = _check_samples(network, calibration, "calibration samples")
+            cal = cal[: config.simulation.calibration_samples]
+            runner.calibrate(network.input_spec.prepare(cal), seed=seed)
+        cal_used = runner.calibration
 
-    n_layers = len(network.layers)
-    sig = np.zeros(n_layers)
-    err = np.zeros(n_layers)
-    sig_e2e = np.zeros(n_layers)
-    err_e2e = np.zeros(n_layers)
-    preds = np.empty(n, dtype=np.int64)
-    ideal_preds = np.empty(n, dtype=np.int64) if reference else None
-    chunk = config.simulation.batch_chunk
-    n_chunks = 0
-    for k, start in enumerate(range(0, n, chunk)):
-        x = network.input_spec.prepare(x_all[start : start + chunk])
-        outs = runner.forward(x, k)
-        stop = start + x.shape[1]
-        preds[start:stop] = np.argmax(network.readout.scores(outs[-1]), axis=1)
-        if reference:
-            ideal = network.forward_features(x)
-            ideal_preds[start:stop] = np.argmax(network.readout.scores(ideal[-1]), axis=1)
-            inputs = [x] + outs[:-1]
-            for i, layer in enumerate(network.layers):
-                local = layer.activation.apply(layer.preactivation(inputs[i]))
-                d = outs[i].astype(np.float64) - local
-                sig[i] += float(np.sum(np.square(local, dtype=np.float64)))
-                err[i] += float(np.sum(d * d))
-                d = outs[i].astype(np.float64) - ideal[i]
-                sig_e2e[i] += float(np.sum(np.square(ideal[i], dtype=np.float64)))
-                err_e2e[i] += float(np.sum(d * d))
-        n_chunks += 1
-        if progress is not None:
-            progress(stop)
+        n_layers = len(network.layers)
+        sig = np.zeros(n_layers)
+        err = np.zeros(n_layers)
+        sig_e2e = np.zeros(n_layers)
+        err_e2e = np.zeros(n_layers)
+        preds = np.empty(n, dtype=np.int64)
+        ideal_preds = np.empty(n, dtype=np.int64) if reference else None
+        n_chunks = 0
+        for a, b in _chunks(offset, offset + n, config.simulation.batch_chunk):
+            start, stop = a - offset, b - offset
+            x = network.input_spec.prepare(x_all[start:stop])
+            outs = runner.forward(x, a)
+            preds[start:stop] = np.argmax(network.readout.scores(outs[-1]), axis=1)
+            if reference:
+                ideal = network.forward_features(x)
+                ideal_preds[start:stop] = np.argmax(network.readout.scores(ideal[-1]), axis=1)
+                inputs = [x] + outs[:-1]
+                for i, layer in enumerate(network.layers):
+                    local = layer.activation.apply(layer.preactivation(inputs[i]))
+                    d = outs[i].astype(np.float64) - local
+                    sig[i] += float(np.sum(np.square(local, dtype=np.float64)))
+                    err[i] += float(np.sum(d * d))
+                    d = outs[i].astype(np.float64) - ideal[i]
+                    sig_e2e[i] += float(np.sum(np.square(ideal[i], dtype=np.float64)))
+                    err_e2e[i] += float(np.sum(d * d))
+            n_chunks += 1
+            if progress is not None:
+                progress(stop)
 
     accuracy = None if y_true is None else float(np.mean(preds == y_true))
     ideal_acc = None
@@ -631,6 +985,8 @@ def simulate(
             "devices": st.dev.n_devices,
             "dac_full_scale": st.x_max,
             "compensation": st.dev.compensation,
+            "clipped_fraction": st.dev.clipped_fraction,
+            "psum_saturation": bool(st.psum_limit),
         }
         for layer, st in zip(network.layers, runner.states)
     )
@@ -651,11 +1007,15 @@ def simulate(
         faults=instance.fault_counts(),
         seconds=time.perf_counter() - t_start,
         n_chunks=n_chunks,
-        calibration_samples=int(cal.shape[0]),
+        calibration_samples=cal_used.n_samples,
         encoding=instance.config.mapping.encoding,
         dac=dac,
         adc=adc,
         age_s=instance.age_s,
-        seed=int(seed),
+        seed=seed,
         layer_info=info,
+        sample_offset=offset,
+        threads=n_threads,
+        calibration_seed=cal_used.seed,
+        drift_compensation=instance.config.retention.drift_compensation,
     )

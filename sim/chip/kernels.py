@@ -9,7 +9,9 @@ What runs here, per layer and batch chunk (the matrix products themselves are BL
 - :func:`adc_accumulate`: the fused per-tile post-processing. Column currents ``I`` get their
   read noise (``sqrt(V + (noise_lsb * LSB)**2) * z``, exact in distribution, see
   docs/simulation.md), go through the ADC (clip + round onto ``2**bits`` levels) and are added,
-  times a digital weight, into the partial-sum accumulators.
+  times a digital weight, into the partial-sum accumulators; partial sums of row tiles other
+  than the first are saturated at ``psum_bits`` (:func:`psum_finish` for bit-serial inputs).
+- :func:`route_slots`: the digital ScRRAMBLe routing in a fixed summation order.
 - :func:`decode_outputs`: offset-reference subtraction, rescale to weight units, bias,
   activation and activation quantisation, in place.
 
@@ -18,8 +20,9 @@ per run), so the normals come from a counter-based generator inside the kernels 
 ``numpy.random.Generator`` call per value: Philox4x32-10 (Salmon et al., "Parallel random
 numbers: as easy as 1, 2, 3", SC 2011) keyed by 64 bits that the caller draws from its seeded
 ``numpy.random.Generator``, turned into normals by a vectorised float32 Box-Muller transform
-(section "normals" below). Each value is a pure function of (key, stream, counter row, sample
-index), so results do not depend on the thread count or how rows are split into jobs.
+(section "normals" below). Each value is a pure function of (key, stream, counter row, *global*
+sample index), so results do not depend on the thread count, on how rows are split into jobs,
+or on how a dataset is split into shards and batch chunks.
 Measured on the development machine (one core): numba's ``Generator.standard_normal`` inside
 a kernel costs about 2.4 ns per value, numpy's vectorised float32 ``standard_normal`` about
 8 ns, a scalar ziggurat on Philox words about 1.1 ns, Philox + vectorised Box-Muller about
@@ -86,11 +89,19 @@ def philox4x32(counter, key) -> np.ndarray:
 # ----------------------------------------------------------------------------- normals
 #
 # Box-Muller (Box & Muller, Ann. Math. Stat. 29, 1958) in float32 with branch-free polynomial
-# logarithm and sine / cosine, so that the loops vectorise. Pair p of a row takes its radius
-# word from word p and its angle word from word p + npair of the row's Philox stream and gives
-# the samples p and p + npair:
+# logarithm and sine / cosine, so that the loops vectorise.
+#
+# Keying by sample. A row (one column read of one tile, or the calibration of one) has one
+# normal per *global* sample index g, so that any split of a dataset into shards and batch
+# chunks draws the same normal for the same sample. Samples come in groups of GROUP = 256
+# (group m: g = 256m .. 256m + 255); group m takes its 128 radius words w1 from the Philox
+# blocks (64m + b, row, stream, 0), b = 0..31, and its 128 angle words w2 from the blocks
+# (64m + 32 + b, row, stream, 0); pair p < 128 gives the samples g = 256m + p and
+# 256m + 128 + p:
 #   L = -2 ln(u), u = (w1 + 1/2) 2^-32, theta = 2 pi (w2 + 1/2) 2^-32,
-#   z_p = sqrt(L) cos(theta), z_{p+npair} = sqrt(L) sin(theta).
+#   z_{256m+p} = sqrt(L) cos(theta), z_{256m+128+p} = sqrt(L) sin(theta).
+# (Each half of a group is one contiguous span of 128 samples with contiguous radius / angle
+# words, so the conversion loops vectorise; the forward pass works in aligned blocks of 1024.)
 # ln(u) is computed without cancellation: for u >= 1/2 from q = 1 - u (exact from the integer),
 # for u < 1/2 after exact power-of-two scaling; either way the argument m of the final
 # ln(m) = -2 atanh((1 - m) / (1 + m)) lies in [1/sqrt(2), sqrt(2)), 1 - m is exact (Sterbenz),
@@ -98,35 +109,37 @@ def philox4x32(counter, key) -> np.ndarray:
 # a quadrant (top two bits) and phi in (-pi/4, pi/4) with Taylor series to phi^9 / phi^10
 # (truncation < 3e-9). All results agree with float64 Box-Muller to a few float32 ulps (tested).
 # u = 2^-33 (w1 = 0, probability 2^-32) would cap the radius at 6.8; such pairs extend u with
-# further words of the spare blocks (pair, row, stream, a >= 1) (u = (w + 1/2) 2^-64, ...), so
-# the tail is not truncated.
+# further words of the spare blocks (P, row, stream, a >= 1), P = 128m + p the global pair
+# index (u = (w + 1/2) 2^-64, ...), so the tail is not truncated.
 
 _F = np.float32
 _LN2 = np.float32(math.log(2.0))
 _PI_2 = np.float32(math.pi / 2.0)
 _SQRT_HALF = np.float32(math.sqrt(0.5))
 _TWO_M32 = 2.0**-32
+GROUP = 256  # samples per group of normals (128 pairs)
+HALF = 128
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _n_pairs(n):
-    return (n + 1) // 2
+def _groups(s0, n):
+    """(first group, number of groups) covering the global samples s0 .. s0 + n - 1."""
+    g0 = s0 // GROUP
+    return g0, (s0 + n - 1) // GROUP - g0 + 1
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _wbuf_len(n):
-    """Length of the uint32 word scratch for a row of n samples (whole Philox blocks)."""
-    return 4 * ((2 * _n_pairs(n) + 3) // 4)
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _row_words(wbuf, n, row, stream, k0, k1):
-    """wbuf[:_wbuf_len(n)] = the words of Philox blocks (q, row, stream, 0), q = 0, 1, ..."""
+def _row_words(wbuf, g0, ng, row, stream, k0, k1):
+    """wbuf[:GROUP ng] = the words of Philox blocks (GROUP / 4 g0 + q, row, stream, 0) in
+    counter order: group g0 + gi's HALF radius words at wbuf[GROUP gi : GROUP gi + HALF], its
+    HALF angle words right after (see the section comment)."""
     r32 = np.uint32(row)
     s32 = np.uint32(stream)
     zero = np.uint32(0)
-    for q in range(_wbuf_len(n) // 4):
-        a, b, c, d = _philox(np.uint32(q), r32, s32, zero, k0, k1)
+    per = GROUP // 4  # Philox blocks per group
+    first = per * g0
+    for q in range(per * ng):
+        a, b, c, d = _philox(np.uint32(first + q), r32, s32, zero, k0, k1)
         wbuf[4 * q] = a
         wbuf[4 * q + 1] = b
         wbuf[4 * q + 2] = c
@@ -152,21 +165,19 @@ def _long_radius(pair, row, stream, k0, k1):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _row_polar(lbuf, cbuf, sbuf, wbuf, n, row, stream, k0, k1):
-    """For every pair p of a row: lbuf[p] = -2 ln(u), (cbuf[p], sbuf[p]) = (cos, sin)(theta).
-
-    The samples are z_p = sqrt(L) cos, z_{p+npair} = sqrt(L) sin (see the section comment);
-    wbuf must hold the row's words (:func:`_row_words`).
-    """
-    npair = _n_pairs(n)
-    wi = wbuf.view(np.int32)
+def _row_polar(lbuf, cbuf, sbuf, rad, ang, npair, p0, row, stream, k0, k1):
+    """For every pair p < npair: lbuf[p] = -2 ln(u), (cbuf[p], sbuf[p]) = (cos, sin)(theta),
+    from the radius words rad[p] and angle words ang[p] (uint32; p0: the global index of pair
+    0, for the tail extension)."""
+    wi = rad.view(np.int32)
+    wa = ang.view(np.int32)
     one = _F(1.0)
     half = _F(0.5)
     two = _F(2.0)
     zero = _F(0.0)
     for p in range(npair):  # branch-free, vectorisable
         s1 = wi[p]  # radius word as int32: w1 - 2^32 when w1 >= 2^31
-        s2 = wi[p + npair]
+        s2 = wa[p]
         hi = s1 < 0  # u >= 1/2
         q = np.abs(_F(s1) + half) * _F(_TWO_M32)  # hi: 1 - u; else: u; in (0, 1/2]
         m = q
@@ -227,89 +238,133 @@ def _row_polar(lbuf, cbuf, sbuf, wbuf, n, row, stream, k0, k1):
     if n_zero:
         for p in range(npair):
             if wi[p] == 0:
-                lbuf[p] = _F(_long_radius(p, row, stream, k0, k1))
+                lbuf[p] = _F(_long_radius(p0 + p, row, stream, k0, k1))
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _row_normals(zbuf, wbuf, lbuf, cbuf, sbuf, n, row, stream, k0, k1):
-    """zbuf[:n] = the standard normals of (key, stream, row), samples 0..n-1."""
-    _row_words(wbuf, n, row, stream, k0, k1)
-    _row_polar(lbuf, cbuf, sbuf, wbuf, n, row, stream, k0, k1)
-    npair = _n_pairs(n)
-    for p in range(npair):
-        zbuf[p] = np.sqrt(lbuf[p]) * cbuf[p]
-    for p in range(n - npair):
-        zbuf[p + npair] = np.sqrt(lbuf[p]) * sbuf[p]
+def _row_polar_for(wbuf, lbuf, cbuf, sbuf, s0, n, row, stream, k0, k1):
+    """Words (wbuf, GROUP per group) and polar parts (lbuf, cbuf, sbuf: HALF pairs per group)
+    of the groups covering samples s0 .. s0 + n - 1; returns the first group g0."""
+    g0, ng = _groups(s0, n)
+    _row_words(wbuf, g0, ng, row, stream, k0, k1)
+    for gi in range(ng):
+        w = GROUP * gi
+        p = HALF * gi
+        _row_polar(lbuf[p : p + HALF], cbuf[p : p + HALF], sbuf[p : p + HALF],
+                   wbuf[w : w + HALF], wbuf[w + HALF : w + GROUP], HALF, HALF * (g0 + gi), row,
+                   stream, k0, k1)
+    return g0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _span_bounds(g0, gi, h, s0, n):
+    """Local [start, stop) of half h of group g0 + gi within samples s0 .. s0 + n - 1, and
+    the index of its first pair in the row's buffers."""
+    a = GROUP * (g0 + gi) + HALF * h - s0  # local index of the half's first sample
+    start = max(a, 0)
+    stop = min(a + HALF, n)
+    return start, stop, HALF * gi + (start - a)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _row_normals(zbuf, wbuf, lbuf, cbuf, sbuf, s0, n, row, stream, k0, k1):
+    """zbuf[:n] = the normals of (key, stream, row) for the global samples s0 .. s0 + n - 1.
+    Buffers: wbuf >= GROUP ng words, lbuf / cbuf / sbuf >= HALF ng (ng: groups covered)."""
+    g0 = _row_polar_for(wbuf, lbuf, cbuf, sbuf, s0, n, row, stream, k0, k1)
+    ng = _groups(s0, n)[1]
+    for gi in range(ng):
+        for h in range(2):
+            start, stop, q = _span_bounds(g0, gi, h, s0, n)
+            m = stop - start
+            zz = zbuf[start:stop]
+            ll = lbuf[q : q + m]
+            tt = cbuf[q : q + m] if h == 0 else sbuf[q : q + m]
+            for i in range(m):
+                zz[i] = np.sqrt(ll[i]) * tt[i]
+
+
+def _scratch_len(n: int) -> int:
+    """Words per row scratch for n samples at any offset (whole groups, one spare)."""
+    return GROUP * ((n + GROUP - 1) // GROUP + 1)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _scratch_len_nb(n):
+    return GROUP * ((n + GROUP - 1) // GROUP + 1)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def _normals_kernel(out, rows, key0, key1, stream):
-    n = out.shape[1]
+def _normals_kernel(out, s0, key0, key1, stream):
+    rows, n = out.shape
     k0, k1 = np.uint32(key0), np.uint32(key1)
-    npair = _n_pairs(n)
+    m = _scratch_len_nb(n)
     for r in prange(rows):
-        wbuf = np.empty(_wbuf_len(n), np.uint32)
-        lbuf = np.empty(npair, np.float32)
-        cbuf = np.empty(npair, np.float32)
-        sbuf = np.empty(npair, np.float32)
-        _row_normals(out[r], wbuf, lbuf, cbuf, sbuf, n, r, stream, k0, k1)
+        wbuf = np.empty(m, np.uint32)
+        lbuf = np.empty(m // 2, np.float32)
+        cbuf = np.empty(m // 2, np.float32)
+        sbuf = np.empty(m // 2, np.float32)
+        _row_normals(out[r], wbuf, lbuf, cbuf, sbuf, s0, n, r, stream, k0, k1)
 
 
 def standard_normals(
-    shape: tuple[int, int], key: tuple[int, int], stream: int = 0
+    shape: tuple[int, int], key: tuple[int, int], stream: int = 0, start: int = 0
 ) -> np.ndarray:
-    """(rows, n) float32 standard normals of the kernels' generator (rows = counter rows).
+    """(rows, n) float32 standard normals of the kernels' generator: row r, column s is the
+    normal of counter row r for the global sample index start + s.
 
     Exposed for tests and for anyone who wants to reproduce the kernels' noise.
     """
     rows, n = (int(v) for v in shape)
     out = np.empty((rows, n), np.float32)
-    _normals_kernel(out, rows, np.uint32(key[0]), np.uint32(key[1]), np.uint32(stream))
+    if n:
+        _normals_kernel(out, int(start), np.uint32(key[0]), np.uint32(key[1]), np.uint32(stream))
     return out
 
 
-def philox_words(n: int, key: tuple[int, int], row: int = 0, stream: int = 0) -> np.ndarray:
-    """The uint32 words the kernels draw for one row of n samples (for tests): word p is the
-    radius word and word p + (n + 1) // 2 the angle word of the pair giving samples p and
-    p + (n + 1) // 2."""
-    out = np.empty(_wbuf_len_py(n), np.uint32)
-    _words_kernel(out, n, row, stream, np.uint32(key[0]), np.uint32(key[1]))
+def philox_words(n_groups: int, key: tuple[int, int], row: int = 0, stream: int = 0,
+                 first_group: int = 0) -> np.ndarray:
+    """The uint32 words the kernels use for sample groups first_group .. + n_groups - 1 of a
+    row (for tests), 64 per group: the group's 32 radius words, then its 32 angle words."""
+    out = np.empty(GROUP * int(n_groups), np.uint32)
+    _words_kernel(out, int(first_group), int(n_groups), row, stream, np.uint32(key[0]),
+                  np.uint32(key[1]))
     return out
 
 
 def normals_from_words(
-    words: np.ndarray, n: int, key: tuple[int, int] = (0, 0), row: int = 0, stream: int = 0
+    words: np.ndarray, key: tuple[int, int] = (0, 0), row: int = 0, stream: int = 0,
+    first_pair: int = 0,
 ) -> np.ndarray:
-    """The n float32 normals the kernels make from a row's words (for tests); key, row and
-    stream only matter for a zero radius word (the tail extension)."""
-    w = np.zeros(_wbuf_len_py(n), np.uint32)
-    words = np.asarray(words, dtype=np.uint32)
-    w[: words.size] = words
-    out = np.empty(n, np.float32)
-    _normals_from_words_kernel(out, w, n, row, stream, np.uint32(key[0]), np.uint32(key[1]))
+    """The 2 npair float32 normals the kernels make from npair radius words followed by npair
+    angle words (for tests): the cos samples of the pairs, then their sin samples (the order
+    within one group); key, row, stream and first_pair only matter for a zero radius word
+    (the tail extension)."""
+    w = np.ascontiguousarray(words, dtype=np.uint32)
+    if w.size % 2:
+        raise ValueError("words must hold npair radius words and npair angle words")
+    npair = w.size // 2
+    out = np.empty(2 * npair, np.float32)
+    _normals_from_words_kernel(out, w, npair, int(first_pair), row, stream,
+                               np.uint32(key[0]), np.uint32(key[1]))
     return out
 
 
-def _wbuf_len_py(n: int) -> int:
-    return 4 * ((2 * ((n + 1) // 2) + 3) // 4)
+@njit(cache=True, error_model="numpy")
+def _words_kernel(out, g0, ng, row, stream, k0, k1):
+    _row_words(out, g0, ng, row, stream, k0, k1)
 
 
 @njit(cache=True, error_model="numpy")
-def _words_kernel(out, n, row, stream, k0, k1):
-    _row_words(out, n, row, stream, k0, k1)
-
-
-@njit(cache=True, error_model="numpy")
-def _normals_from_words_kernel(out, wbuf, n, row, stream, k0, k1):
-    npair = _n_pairs(n)
+def _normals_from_words_kernel(out, wbuf, npair, p0, row, stream, k0, k1):
     lbuf = np.empty(npair, np.float32)
     cbuf = np.empty(npair, np.float32)
     sbuf = np.empty(npair, np.float32)
-    _row_polar(lbuf, cbuf, sbuf, wbuf, n, row, stream, k0, k1)
+    _row_polar(lbuf, cbuf, sbuf, wbuf[:npair], wbuf[npair : 2 * npair], npair, p0, row, stream,
+               k0, k1)
     for p in range(npair):
-        out[p] = np.sqrt(lbuf[p]) * cbuf[p]
-    for p in range(n - npair):
-        out[p + npair] = np.sqrt(lbuf[p]) * sbuf[p]
+        r = np.sqrt(lbuf[p])
+        out[p] = r * cbuf[p]
+        out[npair + p] = r * sbuf[p]
 
 
 # ----------------------------------------------------------------------------- DAC
@@ -428,50 +483,106 @@ def scaled_energy(xt, scale, out):
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def add_read_noise(currents, variance, key0, key1, stream, row_base, row_stride):
+def add_read_noise(currents, variance, key0, key1, stream, row_base, row_stride, s0):
     """In place: currents += sqrt(variance) * z (calibration reads, no ADC).
 
     currents (row_tiles, R, B); variance (row_tiles, R or 1, B); (r, j) uses the normals of
-    counter row row_base + r * row_stride + j, as in :func:`adc_accumulate`.
+    counter row row_base + r * row_stride + j for the global samples s0 .. s0 + B - 1, as in
+    :func:`adc_accumulate`.
     """
     rt, nr, nbatch = currents.shape
     k0, k1 = np.uint32(key0), np.uint32(key1)
     var_step = 1 if variance.shape[1] > 1 else 0
-    npair = _n_pairs(nbatch)
+    m = _scratch_len_nb(nbatch)
     for job in prange(rt * nr):
         r = job // nr
         j = job - r * nr
-        wbuf = np.empty(_wbuf_len(nbatch), np.uint32)
-        lbuf = np.empty(npair, np.float32)
-        cbuf = np.empty(npair, np.float32)
-        sbuf = np.empty(npair, np.float32)
+        wbuf = np.empty(m, np.uint32)
+        lbuf = np.empty(m // 2, np.float32)
+        cbuf = np.empty(m // 2, np.float32)
+        sbuf = np.empty(m // 2, np.float32)
         zbuf = np.empty(nbatch, np.float32)
-        _row_normals(zbuf, wbuf, lbuf, cbuf, sbuf, nbatch, row_base + r * row_stride + j,
-                     stream, k0, k1)
+        _row_normals(zbuf, wbuf, lbuf, cbuf, sbuf, s0, nbatch,
+                     row_base + r * row_stride + j, stream, k0, k1)
         vj = j * var_step
         for s in range(nbatch):
             currents[r, j, s] += np.sqrt(variance[r, vj, s]) * zbuf[s]
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _convert_span(row_sum, cur, var, use_var, extra, lbuf, tbuf, start, count, lo, step, fl):
-    """row_sum[s] += ADC(cur[s] + sqrt((var[s] + extra) * L[p]) * trig[p]), s = start + p.
-
-    fl = 0: ideal ADC (no rounding or clipping). The noise is sqrt(var) * z with
-    z = sqrt(L) * trig the sample's normal, written with one square root.
-    """
-    zero = _F(0.0)
-    if fl > 0:
-        for p in range(count):
-            v = var[start + p] if use_var else zero
-            y = cur[start + p] + np.sqrt((v + extra) * lbuf[p]) * tbuf[p]
-            code = np.rint((y - lo) / step)
-            code = min(max(code, zero), fl)
-            row_sum[start + p] += code * step + lo
+def _adc_span(out, cur, var, use_var, extra, lbuf, tbuf, q, start, stop, lo, step, fl, clo,
+              chi, half, collect, pw):
+    """Samples start .. stop - 1 of one ADC row, noisy: y = cur + sqrt((var + extra) * L) *
+    trig (= cur + sqrt(var + extra) * z, one square root), L and trig of pairs q, q + 1, ...;
+    code = clip(rint((y - lo) / step), clo, chi); out += code * step + lo, or (``collect``)
+    out += pw * (code - half). fl = 0: ideal ADC, out += y. (Views keep the loops simple
+    enough to vectorise.)"""
+    m = stop - start
+    o = out[start:stop]
+    c = cur[start:stop]
+    ll = lbuf[q : q + m]
+    tt = tbuf[q : q + m]
+    if use_var:
+        vv = var[start:stop]
     else:
-        for p in range(count):
-            v = var[start + p] if use_var else zero
-            row_sum[start + p] += cur[start + p] + np.sqrt((v + extra) * lbuf[p]) * tbuf[p]
+        vv = var[:0]
+    if fl > 0:
+        if collect:
+            for i in range(m):
+                v = vv[i] + extra if use_var else extra
+                y = c[i] + np.sqrt(v * ll[i]) * tt[i]
+                code = min(max(np.rint((y - lo) / step), clo), chi)
+                o[i] += pw * (np.float64(code) - half)
+        elif use_var:
+            for i in range(m):
+                y = c[i] + np.sqrt((vv[i] + extra) * ll[i]) * tt[i]
+                code = min(max(np.rint((y - lo) / step), clo), chi)
+                o[i] += code * step + lo
+        else:
+            for i in range(m):
+                y = c[i] + np.sqrt(extra * ll[i]) * tt[i]
+                code = min(max(np.rint((y - lo) / step), clo), chi)
+                o[i] += code * step + lo
+    elif use_var:
+        for i in range(m):
+            o[i] += c[i] + np.sqrt((vv[i] + extra) * ll[i]) * tt[i]
+    else:
+        for i in range(m):
+            o[i] += c[i] + np.sqrt(extra * ll[i]) * tt[i]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _adc_quiet(out, cur, n, lo, step, fl, clo, chi, half, collect, pw):
+    """A noise-free ADC row (see :func:`_adc_span`)."""
+    if fl > 0:
+        if collect:
+            for s in range(n):
+                code = min(max(np.rint((cur[s] - lo) / step), clo), chi)
+                out[s] += pw * (np.float64(code) - half)
+        else:
+            for s in range(n):
+                code = min(max(np.rint((cur[s] - lo) / step), clo), chi)
+                out[s] += code * step + lo
+    else:
+        for s in range(n):
+            out[s] += cur[s]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _adc_row(out, cur, var, noisy, use_var, extra, wbuf, lbuf, cbuf, sbuf, s0, n, row, stream,
+             k0, k1, lo, step, fl, clo, chi, half, collect, pw):
+    """One ADC row of n samples (global s0 ..): noise from the row's groups of normals."""
+    if noisy:
+        g0 = _row_polar_for(wbuf, lbuf, cbuf, sbuf, s0, n, row, stream, k0, k1)
+        for gi in range(_groups(s0, n)[1]):
+            start, stop, q = _span_bounds(g0, gi, 0, s0, n)
+            _adc_span(out, cur, var, use_var, extra, lbuf, cbuf, q, start, stop, lo, step, fl,
+                      clo, chi, half, collect, pw)
+            start, stop, q = _span_bounds(g0, gi, 1, s0, n)
+            _adc_span(out, cur, var, use_var, extra, lbuf, sbuf, q, start, stop, lo, step, fl,
+                      clo, chi, half, collect, pw)
+    else:
+        _adc_quiet(out, cur, n, lo, step, fl, clo, chi, half, collect, pw)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -493,6 +604,10 @@ def adc_accumulate(
     acc,
     ref_acc,
     n_jobs,
+    s0,
+    psum_limit,
+    psum,
+    psum_weight,
 ):
     """Read noise + ADC + digital partial-sum accumulation for the tiles of one column tile.
 
@@ -503,12 +618,20 @@ def adc_accumulate(
     column). levels = 2**bits - 1, or 0 for an ideal ADC (no clipping, rounding or ADC noise).
     noise_lsb: ADC input noise in LSB.
 
-    Per conversion: y = I + sqrt(V + (noise_lsb * step)**2) * z with z ~ N(0, 1) the sample's
-    normal of counter row row_base + r * row_stride + j (:func:`standard_normals`),
-    code = clip(rint((y - lo) / step), 0, levels), value = code * step + lo (as
-    devices.converters.adc_quantize). acc[j - has_ref, s] += weight * (sum over row tiles of
-    value), ref_acc[s] for the reference column. ``n_jobs``: how many parallel jobs the rows
-    are split into (the result does not depend on it).
+    Per conversion: y = I + sqrt(V + (noise_lsb * step)**2) * z with z ~ N(0, 1) the normal
+    of counter row row_base + r * row_stride + j for the global sample s0 + s
+    (:func:`standard_normals`), code = clip(rint((y - lo) / step), 0, levels), value = code *
+    step + lo (as devices.converters.adc_quantize). acc[j - has_ref, s] += weight * (sum over
+    row tiles of value), ref_acc[s] for the reference column. ``n_jobs``: how many parallel
+    jobs the rows are split into (the result does not depend on it).
+
+    Partial sums (row tiles r > 0 send theirs to row tile 0, see docs/simulation.md):
+    ``psum_limit`` = 2**(psum_bits - 1) > 0 saturates the signed code (code - 2**(bits - 1))
+    of those row tiles to [-psum_limit, psum_limit - 1] (one pass per input: the partial sum is
+    the code); 0: no saturation. With ``psum`` (row_tiles, R, B) float64 (shape (0, 0, 0): off)
+    the kernel instead adds psum_weight *
+    (code - 2**(bits - 1)) to psum (bit-serial passes; :func:`psum_finish` saturates and adds
+    the sums) and leaves acc alone.
     """
     rt, nr, nbatch = currents.shape
     col_step = 1 if lo.shape[1] > 1 else 0  # index multipliers (per column or shared)
@@ -516,13 +639,16 @@ def adc_accumulate(
     k0, k1 = np.uint32(key0), np.uint32(key1)
     w = np.float32(weight)
     fl = np.float32(levels)
-    npair = _n_pairs(nbatch)
+    half = np.float64((levels + 1) // 2)
+    collect = psum.shape[0] > 0 and levels > 0
+    pw = np.float64(psum_weight)
+    m = _scratch_len_nb(nbatch)
     n_jobs = max(1, min(nr, n_jobs))
     for job in prange(n_jobs):  # scratch allocated once per job, not per row
-        wbuf = np.empty(_wbuf_len(nbatch), np.uint32)
-        lbuf = np.empty(npair, np.float32)
-        cbuf = np.empty(npair, np.float32)
-        sbuf = np.empty(npair, np.float32)
+        wbuf = np.empty(m, np.uint32)
+        lbuf = np.empty(m // 2, np.float32)
+        cbuf = np.empty(m // 2, np.float32)
+        sbuf = np.empty(m // 2, np.float32)
         row_sum = np.empty(nbatch, np.float32)
         for j in range(job * nr // n_jobs, (job + 1) * nr // n_jobs):
             row_sum[:] = 0.0
@@ -532,31 +658,82 @@ def adc_accumulate(
                 extra = np.float32(0.0)
                 if levels > 0 and noise_lsb > 0:
                     extra = np.float32((noise_lsb * step) ** 2)
-                cur = currents[r, j]
-                if use_variance or extra > 0:
-                    row = row_base + r * row_stride + j
-                    _row_words(wbuf, nbatch, row, stream, k0, k1)
-                    _row_polar(lbuf, cbuf, sbuf, wbuf, nbatch, row, stream, k0, k1)
-                    var = variance[r, j * var_step]
-                    _convert_span(
-                        row_sum, cur, var, use_variance, extra, lbuf, cbuf, 0, npair, lo_v,
-                        step, fl,
-                    )
-                    _convert_span(
-                        row_sum, cur, var, use_variance, extra, lbuf, sbuf, npair,
-                        nbatch - npair, lo_v, step, fl,
-                    )
-                elif levels > 0:
-                    for s in range(nbatch):
-                        code = np.rint((cur[s] - lo_v) / step)
-                        code = min(max(code, np.float32(0.0)), fl)
-                        row_sum[s] += code * step + lo_v
+                clo = np.float32(0.0)
+                chi = fl
+                if psum_limit > 0 and r > 0 and levels > 0:
+                    clo = max(clo, np.float32(half - psum_limit))
+                    chi = min(chi, np.float32(half + psum_limit - 1))
+                noisy = use_variance or extra > 0
+                row = row_base + r * row_stride + j
+                var = variance[r, j * var_step]
+                if collect:
+                    _adc_row(psum[r, j], currents[r, j], var, noisy, use_variance, extra, wbuf,
+                             lbuf, cbuf, sbuf, s0, nbatch, row, stream, k0, k1, lo_v, step, fl,
+                             clo, chi, half, True, pw)
                 else:
-                    for s in range(nbatch):
-                        row_sum[s] += cur[s]
+                    _adc_row(row_sum, currents[r, j], var, noisy, use_variance, extra, wbuf,
+                             lbuf, cbuf, sbuf, s0, nbatch, row, stream, k0, k1, lo_v, step, fl,
+                             clo, chi, half, False, pw)
+            if collect:
+                continue
             dest = ref_acc if has_ref and j == 0 else acc[j - has_ref]
             for s in range(nbatch):
                 dest[s] += w * row_sum[s]
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def psum_finish(psum, lo, hi, levels, limit, weight0, weight_sum, has_ref, acc, ref_acc):
+    """Bit-serial partial sums: S = psum[r, j, s] (signed code sums sum_k 2^k (code_k -
+    2**(bits - 1))) is saturated to [-limit, limit - 1] for row tiles r > 0 (limit =
+    2**(psum_bits - 1)), and every row tile adds step * weight0 * S + (lo + 2**(bits - 1) *
+    step) * weight_sum to acc[j - has_ref] (ref_acc for the reference column); psum is
+    zeroed for the next column tile."""
+    rt, nr, nbatch = psum.shape
+    col_step = 1 if lo.shape[1] > 1 else 0
+    fl = np.float64(levels)
+    half = np.float64((levels + 1) // 2)
+    lim = np.float64(limit)
+    for j in prange(nr):
+        dest = ref_acc if has_ref and j == 0 else acc[j - has_ref]
+        for r in range(rt):
+            lo_v = np.float64(lo[r, j * col_step])
+            step = (np.float64(hi[r, j * col_step]) - lo_v) / fl
+            a = np.float32(step * weight0)
+            b = np.float32((lo_v + half * step) * weight_sum)
+            for s in range(nbatch):
+                v = psum[r, j, s]
+                if r > 0:
+                    v = min(max(v, -lim), lim - 1.0)
+                dest[s] += a * np.float32(v) + b
+                psum[r, j, s] = 0.0
+
+
+# ----------------------------------------------------------------------------- routing
+
+
+_ROUTE_SPAN = 512  # values per column piece: all source rows' pieces stay in cache
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def route_slots(x, row_ptr, src, sign, out):
+    """ScRRAMBLe routing, digital and exact in a fixed order: out[d] = sum_e sign[e] *
+    x[src[e]] over the entries e of destination slot d (row_ptr[d] .. row_ptr[d + 1], sorted
+    by source slot). x (source slots, slot * B), out (destination slots, slot * B). The
+    columns are processed in pieces of _ROUTE_SPAN values, every destination of a piece in
+    turn, so the piece's source values are read from memory once (cache-resident)."""
+    nd, n = out.shape
+    pieces = (n + _ROUTE_SPAN - 1) // _ROUTE_SPAN
+    for job in prange(pieces):
+        a = job * _ROUTE_SPAN
+        b = min(n, a + _ROUTE_SPAN)
+        for d in range(nd):
+            o = out[d, a:b]
+            o[:] = 0.0
+            for e in range(row_ptr[d], row_ptr[d + 1]):
+                sg = np.float32(sign[e])
+                xs = x[src[e], a:b]
+                for i in range(b - a):
+                    o[i] += sg * xs[i]
 
 
 # ----------------------------------------------------------------------------- decode

@@ -76,6 +76,7 @@ class MappingReport:
     baseline: BaselineComparison | None  # None when the network has no ScRRAMBLe layer
     timing: MvmTiming
     estimate: object = None  # sim.chipnet.estimate.ChipEstimate of the chosen placement
+    notes: tuple[str, ...] = ()  # encoding consequences worth knowing (see encoding_notes)
 
     @property
     def layers(self) -> tuple[LayerTiling, ...]:
@@ -144,6 +145,7 @@ class MappingReport:
             "baseline": None if self.baseline is None else self.baseline.as_dict(),
             "timing": self.timing.as_dict(),
             "estimate": None if self.estimate is None else self.estimate.as_dict(),
+            "notes": list(self.notes),
         }
         return out
 
@@ -211,6 +213,7 @@ class MappingReport:
         if self.estimate is not None:
             lines.append("")
             lines.append(self.estimate.table())
+        lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
 
@@ -260,6 +263,41 @@ def compare_with_dense(network, config: ChipConfig, plan: ChipPlan | None = None
         inter_core_bits=plan.inter_core_bits,
         io_bits_in=plan.io_bits_in,
     )
+
+
+def encoding_notes(network, config: ChipConfig, plan: ChipPlan) -> tuple[str, ...]:
+    """Consequences of the encoding the numbers above would otherwise hide.
+
+    ``offset`` takes one column of every core for the reference column, so a block exactly
+    as wide as the core (a ScRRAMBLe core of core_cols outputs) needs two column tiles: the
+    note gives the cores and inter-core bits with and without the reference column (the
+    latter: the same tiling with all core_cols columns for weights, as 'single' has).
+    """
+    if config.mapping.encoding != "offset":
+        return ()
+    c = config.chip
+    plain = layer_tilings(network, c.core_rows, c.core_cols, "single")
+    split = [
+        (t, p) for t, p in zip(plan.layers, plain) if t.col_tiles > p.col_tiles
+    ]
+    if not split:
+        return ()
+    without = plan_for_chip(network, config.replace(mapping={"encoding": "single"}), check=False)
+    layers = ", ".join(
+        f"layer {t.layer} ({t.n_blocks} x {t.block_out}-wide blocks: {t.col_tiles} column "
+        f"tiles each instead of {p.col_tiles})"
+        for t, p in split
+    )
+    note = (
+        f"encoding 'offset' keeps one column of every {c.core_cols}-column core for the "
+        f"reference, leaving {c.core_cols - 1} for weights, so {layers}: "
+        f"{plan.n_physical_cores} cores instead of {without.n_physical_cores} and "
+        f"{plan.inter_core_bits:,} inter-core bits instead of {without.inter_core_bits:,} "
+        f"(+{100 * (plan.inter_core_bits / max(without.inter_core_bits, 1) - 1):.0f} %). "
+        f"Blocks of at most {c.core_cols - 1} outputs, or encoding 'single' / "
+        f"'differential', avoid the split."
+    )
+    return (note,)
 
 
 def map_network(
@@ -315,4 +353,5 @@ def map_network(
         baseline=compare_with_dense(network, config, plan),
         timing=mvm_timing(config, len(network.layers)),
         estimate=estimate,
+        notes=encoding_notes(network, config, plan),
     )

@@ -15,8 +15,17 @@ other layers. Per layer the instance keeps the conductances stacked by physical 
   stands for weight 0; used by the 'single' encoding's balance correction) per layer output.
 
 :func:`age` applies ``DeviceModel.retain`` t seconds after programming (always starting from
-the conductances at programming time) and, if ``[retention] drift_compensation``, the global
-per-layer factor ``drift_compensation_factor`` that the digital decode multiplies in.
+the conductances at programming time) and the global per-layer drift compensation factor that
+the digital decode multiplies in, by ``[retention] drift_compensation``:
+
+- ``read``: measured as a chip would (global drift compensation of Joshi et al., Nat. Commun.
+  11, 2473 (2020), as in IBM aihwkit's ``GlobalDriftCompensation``): a known input, 1 on every
+  row, is applied to every array right after programming and again at time t; each physical
+  column (weight, negative and reference columns alike, stuck devices included) is read once
+  with its read noise, and the factor is sum(currents at programming) / sum(currents at t).
+- ``oracle``: the exact, noise-free sum(G programmed) / sum(G now) over all devices, an
+  idealisation no chip can measure (kept to separate estimation error from drift).
+- ``none``: factor 1.
 
 The instance also holds the placement of its physical cores on the grid
 (:func:`mappings.placement.place_seeded` with ``[mapping] placement`` and the programming seed,
@@ -29,6 +38,7 @@ used with another network or chip.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -52,6 +62,7 @@ from sim.chip.config import ChipConfig, chip_config_from_dict, plan_for_chip
 FORMAT_NAME = "scrramble-chip-instance"
 FORMAT_VERSION = 1
 AGE_STREAM = 0x41474500  # spawn-key tag of the retention streams (distinct from layer indices)
+COMPENSATION_STREAM = 0x47444300  # spawn-key tag of the drift-compensation probe reads
 _ARRAYS = ("g_pos", "g_neg", "g_ref")
 
 
@@ -97,10 +108,19 @@ class LayerDevices:
     ref_coeff: np.ndarray  # (n_out,) float32
     g_zero: np.ndarray  # (n_out,) float32, zero-weight conductance (0 for differential)
     compensation: float = 1.0
+    n_clipped: int | None = None  # devices clipped at 0 when programmed (None: not recorded)
 
     @property
     def n_devices(self) -> int:
         return self.tiling.devices(self.encoding)
+
+    @property
+    def clipped_fraction(self) -> float | None:
+        """Fraction of the layer's devices whose programmed conductance was drawn negative and
+        clipped to 0 (see devices.models.ProgrammingResult); None when not recorded."""
+        if self.n_clipped is None:
+            return None
+        return self.n_clipped / self.n_devices if self.n_devices else 0.0
 
     @property
     def stuck_at_gmin(self) -> int:
@@ -274,6 +294,7 @@ def program_chip(network: Network, config: ChipConfig, seed: int) -> ChipInstanc
         rng = layer_rng(seed, i, n)
         prog: dict[str, np.ndarray] = {}
         stuck: dict[str, np.ndarray] = {}
+        n_clipped = 0
         for name in ("g_pos", "g_neg"):
             if getattr(encoded[0], name) is None:
                 continue
@@ -281,12 +302,14 @@ def program_chip(network: Network, config: ChipConfig, seed: int) -> ChipInstanc
             res = device.program_with_report(target, rng)
             prog[name] = _to_tiles(res.g, t)
             stuck[name] = _to_tiles(res.stuck, t)
+            n_clipped += res.n_clipped
         if reference_columns(enc):
             # every column tile has its own reference column over the block's inputs
             target = np.stack([np.broadcast_to(e.g_ref, (t.col_tiles, t.block_in)) for e in encoded])
             res = device.program_with_report(target, rng)
             prog["g_ref"] = _ref_to_tiles(res.g, t)
             stuck["g_ref"] = _ref_to_tiles(res.stuck, t)
+            n_clipped += res.n_clipped
         arrays = TileArrays(**prog)
         layers.append(
             LayerDevices(
@@ -300,6 +323,7 @@ def program_chip(network: Network, config: ChipConfig, seed: int) -> ChipInstanc
                 g_zero=np.concatenate(
                     [np.zeros(e.n_out) if e.g_zero is None else e.g_zero for e in encoded]
                 ).astype(np.float32),
+                n_clipped=n_clipped,
             )
         )
     placement = place_seeded(
@@ -313,14 +337,16 @@ def program_chip(network: Network, config: ChipConfig, seed: int) -> ChipInstanc
 def age(instance: ChipInstance, t: float, seed: int) -> ChipInstance:
     """The instance ``t`` seconds after programming (``DeviceModel.retain`` on the programmed
     conductances; stuck devices keep their value). Layer l draws from
-    ``SeedSequence(seed, spawn_key=(AGE_STREAM, l))``. With ``[retention] drift_compensation``
-    each layer's decode is multiplied by sum(G programmed) / sum(G now) over its devices."""
+    ``SeedSequence(seed, spawn_key=(AGE_STREAM, l))``, the reads of the ``read`` drift
+    compensation from ``SeedSequence(seed, spawn_key=(COMPENSATION_STREAM, l))``; each layer's
+    decode factor follows ``[retention] drift_compensation`` (module docstring)."""
     if isinstance(t, bool) or not isinstance(t, (int, float, np.number)) or not (
         np.isfinite(t) and t >= 0
     ):
         raise ProgrammingError(f"retention time must be a finite number >= 0 seconds, got {t!r}")
     seed = check_seed(seed, "retention seed", ProgrammingError)
     device = instance.config.device
+    mode = instance.config.retention.drift_compensation
     out = []
     for i, layer in enumerate(instance.layers):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(AGE_STREAM, i)))
@@ -332,19 +358,53 @@ def age(instance: ChipInstance, t: float, seed: int) -> ChipInstance:
             g[~m] = 0.0
             now[name] = g
         current = TileArrays(**now) if t > 0 else layer.programmed
-        comp = 1.0
-        if t > 0 and instance.config.retention.drift_compensation:
-            comp = _compensation(layer.programmed, current)
-        out.append(
-            LayerDevices(
-                layer.tiling, layer.encoding, layer.programmed, current, layer.stuck,
-                layer.out_scale, layer.ref_coeff, layer.g_zero, float(comp),
-            )
-        )
+        comp = compensation_factor(mode, layer, current, device, seed, i) if t > 0 else 1.0
+        out.append(dataclasses.replace(layer, current=current, compensation=float(comp)))
     return ChipInstance(
         instance.config, instance.plan, tuple(out), instance.seed, instance.fingerprint,
         float(t), seed if t > 0 else None, placement=instance.placement,
     )
+
+
+def compensation_factor(
+    mode: str, layer: LayerDevices, current: TileArrays, device, seed: int, index: int
+) -> float:
+    """The drift compensation factor of one layer (``mode``: read, oracle or none; see the
+    module docstring); ``seed`` and ``index`` key the probe reads' noise."""
+    if mode == "none":
+        return 1.0
+    if mode == "oracle":
+        return _compensation(layer.programmed, current)
+    if mode != "read":
+        raise ProgrammingError(f"unknown drift compensation {mode!r}")
+    rng = np.random.default_rng(
+        np.random.SeedSequence(seed, spawn_key=(COMPENSATION_STREAM, index))
+    )
+    mask = layer.exists
+    before = _probe_read(layer.programmed, mask, device, rng)
+    after = _probe_read(current, mask, device, rng)
+    if not (before > 0 and after > 0):
+        raise ProgrammingError(
+            f"layer {index}: drift compensation read a non-positive summed current "
+            f"({before:g} uA at programming, {after:g} uA now); use drift_compensation "
+            f"'oracle' or 'none'"
+        )
+    return before / after
+
+
+def _probe_read(arrays: TileArrays, mask: np.ndarray, device, rng) -> float:
+    """Summed column currents (uA per unit input) of every physical column with input 1 on
+    every row, each column read once with its read noise N(0, sum_i sigma_read(G_i)^2)."""
+    total = 0.0
+    for name, g in arrays.items():
+        m = mask if name != "g_ref" else mask[:, 0, :]
+        g64 = np.where(m, g, 0.0).astype(np.float64)
+        currents = g64.sum(axis=-1)
+        if not device.read.is_zero():
+            s2 = np.where(m, device.read_sigma(g64), 0.0) ** 2
+            currents = currents + np.sqrt(s2.sum(axis=-1)) * rng.standard_normal(currents.shape)
+        total += float(currents[np.any(m, axis=-1)].sum())
+    return total
 
 
 def _compensation(programmed: TileArrays, current: TileArrays) -> float:
@@ -384,6 +444,7 @@ def _write(f: h5py.File, inst: ChipInstance) -> None:
         g = root.create_group(f"layer_{i:03d}")
         g.attrs["encoding"] = layer.encoding
         g.attrs["compensation"] = np.float64(layer.compensation)
+        g.attrs["n_clipped"] = np.int64(-1 if layer.n_clipped is None else layer.n_clipped)
         g.attrs["tiling"] = json.dumps(layer.tiling.as_dict(), sort_keys=True)
         g.create_dataset("out_scale", data=layer.out_scale)
         g.create_dataset("ref_coeff", data=layer.ref_coeff)
@@ -435,7 +496,12 @@ def _read(r: H5Reader, network: Network, config: ChipConfig | None) -> ChipInsta
             "shapes differ); program the chip again for this network",
         )
     try:
-        stored = chip_config_from_dict(json.loads(r.attr(f, "chip_config", str)), str(r.path))
+        raw = json.loads(r.attr(f, "chip_config", str))
+        ret = raw.get("retention") if isinstance(raw, dict) else None
+        if isinstance(ret, dict) and ret.get("drift_compensation") is True:
+            # files written before the 'read' estimate stored the exact (oracle) factors
+            ret["drift_compensation"] = "oracle"
+        stored = chip_config_from_dict(raw, str(r.path))
     except (ValueError, TypeError) as exc:
         raise r.error("/ attribute 'chip_config'", f"invalid chip configuration: {exc}") from None
     saved_config = stored
@@ -498,19 +564,24 @@ def _read(r: H5Reader, network: Network, config: ChipConfig | None) -> ChipInsta
                 if np.any(getattr(arrays, k) < 0):
                     raise r.error(f"dataset {g.name}/{sub}/{k}", "negative conductances")
         programmed = groups["programmed"]
-        if recompensate:  # the chip file switches [retention] drift_compensation
-            comp = 1.0
-            if age_s > 0 and stored.retention.drift_compensation:
-                comp = _compensation(programmed, groups["current"])
-        layers.append(
-            LayerDevices(
-                t, enc, programmed, groups.get("current", programmed), groups["stuck"],
-                r.array(g, "out_scale", (t.n_out,), np.float32),
-                r.array(g, "ref_coeff", (t.n_out,), np.float32),
-                r.array(g, "g_zero", (t.n_out,), np.float32),
-                comp,
-            )
+        n_clipped = r.attr(g, "n_clipped", int) if "n_clipped" in g.attrs else -1
+        layer = LayerDevices(
+            t, enc, programmed, groups.get("current", programmed), groups["stuck"],
+            r.array(g, "out_scale", (t.n_out,), np.float32),
+            r.array(g, "ref_coeff", (t.n_out,), np.float32),
+            r.array(g, "g_zero", (t.n_out,), np.float32),
+            comp,
+            None if n_clipped < 0 else n_clipped,
         )
+        if recompensate and age_s > 0:  # the chip file switches [retention] drift_compensation
+            comp = compensation_factor(
+                stored.retention.drift_compensation, layer, layer.current, stored.device,
+                age_seed, i,
+            )
+            layer = dataclasses.replace(layer, compensation=float(comp))
+        elif recompensate:
+            layer = dataclasses.replace(layer, compensation=1.0)
+        layers.append(layer)
     placement = None
     if "placement" in f:  # optional: files written before placements were saved lack it
         n_cores = plan.n_physical_cores

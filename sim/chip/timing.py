@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 from sim.chip.config import ChipConfig
 
-# Integration (read) pulse per input pass: 10 ns (NeuroSim, Peng et al., IEDM 2019).
+# Integration (read) pulse per input pass: 10 ns (NeuroSim: P.-Y. Chen, X. Peng and S. Yu,
+# "NeuroSim: A circuit-level macro model for benchmarking neuro-inspired architectures in online
+# learning", IEEE TCAD 37(12), 2018).
 READ_PULSE_NS = 10.0
 
 

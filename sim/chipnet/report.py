@@ -155,6 +155,7 @@ def run_chip(
     if noc is None:  # the chip file's [noc] section, where the chip config has one
         noc = getattr(config, "noc", None)
     noc_cfg = noc_config_for(grid, noc)
+    multicast = bool(multicast or noc_cfg.multicast)  # [noc] multicast = true asks for it too
     if multicast:
         noc_cfg = with_multicast(noc_cfg)  # refuse early, before programming
     step("program")

@@ -42,20 +42,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesh", default=None, metavar="ROWSxCOLS",
                         help="router grid (8x8; with NET.h5 the chip's grid)")
     parser.add_argument("--torus", action="store_true", help="wrap-around links (dateline VCs)")
-    parser.add_argument("--routing", default="xy", help=f"one of {list(ROUTINGS)} (xy)")
-    parser.add_argument("--vcs", type=int, default=8, help="virtual channels per port (8)")
-    parser.add_argument("--buffer", type=int, default=8, help="flits of buffer per VC (8)")
+    parser.add_argument("--routing", default=None, help=f"one of {list(ROUTINGS)} (xy)")
+    parser.add_argument("--vcs", type=int, default=None, help="virtual channels per port (8)")
+    parser.add_argument("--buffer", type=int, default=None, help="flits of buffer per VC (8)")
     parser.add_argument(
         "--no-wait-tail", action="store_true",
         help="reallocate a VC once its tail is sent, not after the tail's credit returns",
     )
-    parser.add_argument("--credit-delay", type=int, default=2, help="credit processing cycles (2)")
-    parser.add_argument("--link-latency", type=int, default=1, help="cycles per link (1)")
-    parser.add_argument("--speedup", type=int, default=2, help="input speedup (2)")
-    parser.add_argument("--vc-alloc", default="islip", help=f"one of {list(ALLOCATORS)}")
-    parser.add_argument("--sw-alloc", default="islip", help=f"one of {list(ALLOCATORS)}")
-    parser.add_argument("--alloc-iters", type=int, default=1, help="allocator iterations (1)")
-    parser.add_argument("--watchdog", type=int, default=20000, help="stall limit in cycles")
+    parser.add_argument("--credit-delay", type=int, default=None, help="credit processing cycles (2)")
+    parser.add_argument("--link-latency", type=int, default=None, help="cycles per link (1)")
+    parser.add_argument("--speedup", type=int, default=None, help="input speedup (2)")
+    parser.add_argument("--vc-alloc", default=None, help=f"one of {list(ALLOCATORS)}")
+    parser.add_argument("--sw-alloc", default=None, help=f"one of {list(ALLOCATORS)}")
+    parser.add_argument("--alloc-iters", type=int, default=None, help="allocator iterations (1)")
+    parser.add_argument("--watchdog", type=int, default=None, help="stall limit in cycles")
     parser.add_argument("--traffic", default="uniform", help=f"one of {list(PATTERNS)}")
     parser.add_argument("--rate", type=float, default=0.1, help="offered load (0.1)")
     parser.add_argument(
@@ -116,10 +116,49 @@ def _flag_error(exc: Exception) -> CommandError:
     return CommandError(msg)
 
 
+_ROUTER_FLAGS = {  # NocConfig key -> argparse destination; None = not given on the command line
+    "routing": "routing",
+    "vcs": "vcs",
+    "buffer_depth": "buffer",
+    "credit_delay": "credit_delay",
+    "link_latency": "link_latency",
+    "input_speedup": "speedup",
+    "vc_allocator": "vc_alloc",
+    "sw_allocator": "sw_alloc",
+    "alloc_iters": "alloc_iters",
+    "watchdog_cycles": "watchdog",
+}
+
+
+def router_overrides(args: argparse.Namespace) -> dict:
+    """The router settings given on the command line (flags left out keep the base config's:
+    NocConfig's defaults, or the chip file's ``[noc]`` section with NET.h5)."""
+    out = {k: getattr(args, d) for k, d in _ROUTER_FLAGS.items() if getattr(args, d) is not None}
+    if args.torus:
+        out["topology"] = "torus"
+    if args.no_wait_tail:
+        out["wait_for_tail_credit"] = False
+    return out
+
+
+def noc_config_with(base, overrides: dict, mesh: tuple[int, int] | None):
+    """``base`` (a NocConfig) with the command-line ``overrides`` and ``mesh``; errors name
+    the flag."""
+    from sim.noc import NocConfigError
+
+    changes = dict(overrides)
+    if mesh is not None:
+        changes["rows"], changes["cols"] = mesh
+    try:
+        return base.replace(**changes)
+    except NocConfigError as exc:
+        raise _flag_error(exc) from None
+
+
 def _build(args: argparse.Namespace):
     from sim.noc import NocConfig, NocConfigError, SyntheticTraffic
 
-    rows, cols = _mesh(args.mesh or "8x8")
+    config = noc_config_with(NocConfig(), router_overrides(args), _mesh(args.mesh or "8x8"))
     burst_on = burst_off = 0.1
     if args.burst is not None:
         try:
@@ -127,14 +166,6 @@ def _build(args: argparse.Namespace):
         except ValueError:
             raise CommandError(f"--burst: expected ON:OFF such as 0.1:0.1, got {args.burst!r}")
     try:
-        config = NocConfig(
-            rows=rows, cols=cols, topology="torus" if args.torus else "mesh",
-            routing=args.routing, vcs=args.vcs, buffer_depth=args.buffer,
-            wait_for_tail_credit=not args.no_wait_tail, credit_delay=args.credit_delay,
-            input_speedup=args.speedup, link_latency=args.link_latency,
-            vc_allocator=args.vc_alloc, sw_allocator=args.sw_alloc,
-            alloc_iters=args.alloc_iters, watchdog_cycles=args.watchdog,
-        )
 
         def traffic(rate: float) -> SyntheticTraffic:
             return SyntheticTraffic(
@@ -162,14 +193,14 @@ def run(args: argparse.Namespace) -> CommandResult:
     from sim.noc import NocConfigError, NocDeadlockError, simulate_noc
 
     _check(args)
-    config, traffic = _build(args)
     if args.network is not None:
         from sim.commands.noc_network import run_network
 
         try:
-            return run_network(args, config, _mesh(args.mesh) if args.mesh else None)
+            return run_network(args, router_overrides(args), _mesh(args.mesh) if args.mesh else None)
         except NocConfigError as exc:
             raise _flag_error(exc) from None
+    config, traffic = _build(args)
     rates = _rates(args.rates) if args.rates is not None else [args.rate]
     warmup = args.warmup if args.warmup is not None else (
         args.cycles // 4 if args.cycles is not None else 3000)
@@ -187,7 +218,10 @@ def run(args: argparse.Namespace) -> CommandResult:
     if args.rates is None:
         res = results[0]
         if args.out is not None:
-            res.save(args.out)
+            try:
+                res.save(args.out)
+            except OSError as exc:
+                raise CommandError(f"--out: {exc}") from None
         data = res.summary()
         return CommandResult(data=data, text=_report(data))
     rows = [r.summary() for r in results]

@@ -41,9 +41,10 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with NET.h5: write link, timeline, energy and traffic figures")
 
 
-def run_network(args: argparse.Namespace, noc_config, mesh) -> CommandResult:
-    """The network-driven run; ``noc_config`` carries the router flags, ``mesh`` is the
-    ``--mesh`` given (None: the chip's grid)."""
+def run_network(args: argparse.Namespace, overrides: dict, mesh) -> CommandResult:
+    """The network-driven run: the chip file's ``[noc]`` section with the router flags given
+    on the command line (``overrides``) on top; ``mesh`` is the ``--mesh`` given (None: the
+    chip's grid)."""
     from mappings.flows import FlowError
     from sim.chip.config import ChipConfigError
     from sim.chip.programming import ProgrammingError
@@ -64,6 +65,9 @@ def run_network(args: argparse.Namespace, noc_config, mesh) -> CommandResult:
     network = read_network(args.network)
     if args.placement is not None:
         config = config.replace(mapping={"placement": args.placement})
+    from sim.commands.noc import noc_config_with
+
+    noc_config = noc_config_with(config.noc, overrides, None)
     samples = None
     if args.samples:
         _, x, _ = read_split(args, network, "test")
@@ -90,7 +94,8 @@ def run_network(args: argparse.Namespace, noc_config, mesh) -> CommandResult:
         raise CommandError(str(exc)) from None
     bar.update(bar.total - bar.n)
     bar.close()
-    data = {"network": str(args.network), "chip": config.source, **report.as_dict()}
+    data = {"network": str(args.network), "chip": config.source, **report.as_dict(),
+            "noc_config": noc_config.to_dict()}
     text = f"network {args.network} on {config.source}\n" + report.table()
     if args.figures is not None:
         data["figures"] = save_figures(report, args.figures)

@@ -13,11 +13,18 @@ router does in cycle ``c`` is visible to another router before cycle ``c + 1``):
 4. each source sends at most one flit into its router's local input port;
 5. VC allocation, then switch allocation (separable iSLIP or round-robin) per router; a flit
    granted in cycle ``c`` reaches the next router at ``c + sa + st + link`` and its buffer
-   slot's credit reaches the upstream router at ``c + credit_delay``.
+   slot's credit reaches the upstream router at ``c + st + link + credit_delay``. Multicast
+   heads take a VC on every branch at once; their flits fan out in the crossbar
+   (:func:`_mc_send`).
+
+Everything the kernel compiles lives in this one file on purpose: Numba's on-disk cache
+only checks the file of the cached function, so a kernel spread over modules could silently
+run a stale copy of a changed helper.
 
 Indices: input VC ``q = (r * 5 + port) * V + vc``, its buffer slots ``q * D + i``; output VCs use
 the same layout with the output port. Delayed events (flits on links, credits) sit in wheels
-indexed by ``cycle % W``. Random numbers: one splitmix64 stream per node, seeded from the
+indexed by ``cycle % W``, with per-slot event lists so a cycle only visits what arrives;
+bit masks of non-empty and VA-waiting VCs per input port keep the allocators off idle VCs. Random numbers: one splitmix64 stream per node, seeded from the
 caller's ``numpy.random.Generator``, so results do not depend on anything but config and seed.
 """
 
@@ -46,10 +53,10 @@ MODE_SYNTH, MODE_TRACE = 0, 1
 # --------------------------------------------------------------------- scalar counter indices
 (
     C_NOW, C_FLIT_HOPS, C_INJ, C_EJ, C_GEN_PKT, C_TAG_OUT, C_PROGRESS, C_IN_NET, C_FREE,
-    C_QUEUED, C_M_GEN_FLITS, C_M_EJ, C_T_DONE, C_T_PKT, C_T_NET, C_T_FLITS, C_T_HOPS,
-    C_REL, C_MSG_DONE, C_TASK_DONE, C_CRED, C_RUNNING, C_HEAPED, C_M_INJ, C_T_PKT2,
-    C_BACKLOG_START, C_T_NET2, C_MAXLAT, C_GEN_FLITS, C_T_FLITSUM, C_NEXT_EV, C_REPL,
-) = range(32)
+    C_QUEUED, C_M_GEN_FLITS, C_T_DONE, C_T_PKT, C_T_NET, C_T_FLITS, C_T_HOPS,
+    C_REL, C_MSG_DONE, C_TASK_DONE, C_CRED, C_RUNNING, C_HEAPED, C_T_PKT2,
+    C_T_NET2, C_MAXLAT, C_GEN_FLITS, C_T_FLITSUM, C_NEXT_EV, C_REPL,
+) = range(29)
 N_CNT = 32
 
 # kernel exit codes
@@ -146,9 +153,9 @@ class KernelState(NamedTuple):
     # statistics
     acc: np.ndarray  # ejected flits per node in the window
     occ: np.ndarray  # flits buffered per router now
-    pocc: np.ndarray  # flits buffered per input port now
     vawait: np.ndarray  # input VCs waiting for VC allocation per router
     pvm: np.ndarray  # uint64 bit mask of the non-empty VCs of each input port
+    vwm: np.ndarray  # uint64 bit mask of the VCs of each input port whose head waits for VA
     # events per wheel slot: link arrivals (router*5+port), ejections (router), credits to
     # output ports (router*5+port) and to sources (router)
     ev_ln: np.ndarray
@@ -198,7 +205,7 @@ class KernelState(NamedTuple):
 # ----------------------------------------------------------------------------- small helpers
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _rand(rng, n):
     """Next splitmix64 output of node ``n``'s stream, as a float in [0, 1)."""
     z = rng[n] + _GOLDEN
@@ -209,7 +216,7 @@ def _rand(rng, n):
     return float(z >> _U11) * _INV53
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _wrap(x, m):
     """x mod m for x in [-m, 2m) without a division."""
     if x >= m:
@@ -219,7 +226,7 @@ def _wrap(x, m):
     return x
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _step(a, b, k, wrap):
     """Direction (+1, -1, 0) from coordinate a to b on a line (or ring) of k routers."""
     if a == b:
@@ -230,7 +237,7 @@ def _step(a, b, k, wrap):
     return 1 if b > a else -1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _route(r, src, dst, rows, cols, torus, yx, nv):
     """(output port, first VC, end VC) of a head at router r; dimension order, minimal.
 
@@ -265,7 +272,7 @@ def _route(r, src, dst, rows, cols, torus, yx, nv):
     return 0, 0, nv
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _mc_mask(r, p, k0, cnt, m_dst, rows, cols, yx):
     """Output ports of a multicast copy at router r that arrived on input port p.
 
@@ -315,7 +322,7 @@ TR_CYCLE, TR_DELIVERED, TR_INJECTED, TR_NEXT = range(4)
 _NEVER = np.int64(2**62)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _heap_push(hp_off, hp_n, hp_cyc, hp_task, core, cyc, task):
     """Push task with key (cyc, task) on core's min-heap segment."""
     base = hp_off[core]
@@ -334,7 +341,7 @@ def _heap_push(hp_off, hp_n, hp_cyc, hp_task, core, cyc, task):
     hp_task[base + i] = task
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _heap_pop(hp_off, hp_n, hp_cyc, hp_task, core):
     """Pop the task with the smallest (ready cycle, task index) of core's heap."""
     base = hp_off[core]
@@ -365,7 +372,7 @@ def _heap_pop(hp_off, hp_n, hp_cyc, hp_task, core):
     return top
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _msg_of(m_dptr, k):
     """The message of destination entry k (binary search in the CSR offsets)."""
     lo = 0
@@ -379,7 +386,7 @@ def _msg_of(m_dptr, k):
     return lo
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _emit(m, c, cnt, m_src, m_dptr, m_dst, m_flits, m_create, m_left, p_src, p_dst, p_size,
           p_ctime, p_itime, p_hops, p_tag, p_dent, p_next, free, qhead, qtail, p_mc, p_dcnt,
           p_copies, multicast):
@@ -416,7 +423,7 @@ def _emit(m, c, cnt, m_src, m_dptr, m_dst, m_flits, m_create, m_left, p_src, p_d
         cnt[C_GEN_FLITS] += m_flits[m]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _trace(s, what, c, arg):
     """Task-graph events. TR_CYCLE: release timed messages, finish tasks ending at c, start
     ready tasks on idle cores. TR_DELIVERED: destination entry ``arg`` was delivered.
@@ -514,7 +521,7 @@ def _trace(s, what, c, arg):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
     """Multicast input VC (r, p, v) sends its next flit on branch o; a buffered flit leaves
     (and its credit goes upstream) once every branch has sent it."""
@@ -569,7 +576,6 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
         s.ifront[q] = f + 1
         s.bh[q] = _wrap(s.bh[q] + 1, dep)
         s.bn[q] -= 1
-        s.pocc[r * P + p] -= 1
         s.occ[r] -= 1
         cnt[C_IN_NET] -= 1
         cnt[C_REPL] -= 1
@@ -603,6 +609,7 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
                 npk = s.bpk[q * dep + s.bh[q]]
                 s.ist[q] = 1
                 s.vawait[r] += 1
+                s.vwm[r * P + p] |= _ONE << np.uint64(v)
                 s.irdy[q] = max(c + 1, s.bt[q * dep + s.bh[q]] + par[RC])
                 rows = par[ROWS]
                 cols = par[COLS]
@@ -624,7 +631,7 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
 # ------------------------------------------------------------------------------- the cycle loop
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def run_cycles(s, c_end):
     """Simulate from cycle ``cnt[C_NOW]`` up to ``c_end`` (exclusive); returns an exit code.
 
@@ -654,7 +661,7 @@ def run_cycles(s, c_end):
     rng, gen_prob, perm, hot, hot_frac = s.rng, s.gen_prob, s.perm, s.hot, s.hot_frac
     burst_on = s.burst_on
     acc, occ, occ_sum, link_flits = s.acc, s.occ, s.occ_sum, s.link_flits
-    pocc, vawait, pvm = s.pocc, s.vawait, s.pvm
+    vawait, pvm, vwm = s.vawait, s.pvm, s.vwm
     ev_ln, ev_ln_n, ev_ej, ev_ej_n = s.ev_ln, s.ev_ln_n, s.ev_ej, s.ev_ej_n
     ev_cr, ev_cr_n, ev_sc, ev_sc_n = s.ev_cr, s.ev_cr_n, s.ev_sc, s.ev_sc_n
     h_pkt, h_net, h_flit = s.h_pkt, s.h_net, s.h_flit
@@ -783,12 +790,12 @@ def run_cycles(s, c_end):
                 bfi[pos] = lfi[lw]
                 bt[pos] = c
                 bn[q] += 1
-                pocc[rp] += 1
                 occ[r] += 1
                 if ist[q] == 0:
                     # a head at an idle VC: route now (lookahead), VC allocation from c + rc
                     ist[q] = 1
                     vawait[r] += 1
+                    vwm[rp] |= _ONE << np.uint64(v)
                     irdy[q] = c + rc
                     if p_mc[pk] == 1:
                         imc[q] = _mc_mask(r, rp - r * P, p_dent[pk], p_dcnt[pk], m_dst, rows,
@@ -811,7 +818,6 @@ def run_cycles(s, c_end):
                 cnt[C_PROGRESS] = c
                 if measuring:
                     acc[r] += 1
-                    cnt[C_M_EJ] += 1
                 tagged = p_tag[pk] == 1
                 if tagged:
                     h_flit[min(c - p_ctime[pk], HIST - 1)] += 1
@@ -965,35 +971,42 @@ def run_cycles(s, c_end):
             # -- VC allocation: heads waiting for an output VC on their route
             nreq = 0
             ports = 0
-            for i in range(pv if vawait[r] > 0 else 0):
-                if ist[base + i] == 1 and irdy[base + i] <= c and imc[base + i] != 0:
-                    # multicast head: an output VC on every branch at once, or none
-                    q = base + i
-                    ok = True
-                    for o in range(P):
-                        if (imc[q] >> o) & 1:
-                            iovm[q * P + o] = -1
-                            for j in range(nv):
-                                ov = _wrap(va_a[q] + j, nv)
-                                if obusy[base + o * nv + ov] == 0:
-                                    iovm[q * P + o] = ov
-                                    break
-                            if iovm[q * P + o] < 0:
-                                ok = False
-                    if ok:
+            for pp in range(P if vawait[r] > 0 else 0):
+                mw = vwm[r * P + pp]
+                while mw != 0:
+                    # the VCs of this port whose head waits, lowest first
+                    low = mw & (~mw + _ONE)
+                    mw ^= low
+                    i = pp * nv + _DB_IDX[(low * _DEBRUIJN) >> _U58]
+                    if ist[base + i] == 1 and irdy[base + i] <= c and imc[base + i] != 0:
+                        # multicast head: an output VC on every branch at once, or none
+                        q = base + i
+                        ok = True
                         for o in range(P):
                             if (imc[q] >> o) & 1:
-                                obusy[base + o * nv + iovm[q * P + o]] = 1
-                                isent[q * P + o] = 0
-                        va_a[q] = _wrap(va_a[q] + 1, nv)
-                        ist[q] = 2
-                        vawait[r] -= 1
-                        irdy[q] = c + va_d
-                elif ist[base + i] == 1 and irdy[base + i] <= c:
-                    reqs[nreq] = i
-                    nreq += 1
-                    matched[i] = 0
-                    ports |= 1 << iout[base + i]
+                                iovm[q * P + o] = -1
+                                for j in range(nv):
+                                    ov = _wrap(va_a[q] + j, nv)
+                                    if obusy[base + o * nv + ov] == 0:
+                                        iovm[q * P + o] = ov
+                                        break
+                                if iovm[q * P + o] < 0:
+                                    ok = False
+                        if ok:
+                            for o in range(P):
+                                if (imc[q] >> o) & 1:
+                                    obusy[base + o * nv + iovm[q * P + o]] = 1
+                                    isent[q * P + o] = 0
+                            va_a[q] = _wrap(va_a[q] + 1, nv)
+                            ist[q] = 2
+                            vawait[r] -= 1
+                            vwm[r * P + pp] &= ~low
+                            irdy[q] = c + va_d
+                    elif ist[base + i] == 1 and irdy[base + i] <= c:
+                        reqs[nreq] = i
+                        nreq += 1
+                        matched[i] = 0
+                        ports |= 1 << iout[base + i]
             for it in range(iters if nreq > 0 else 0):
                 if va_islip:
                     # requesters grouped by output port (in input order)
@@ -1048,6 +1061,7 @@ def run_cycles(s, c_end):
                         iovc[q] = ov
                         ist[q] = 2
                         vawait[r] -= 1
+                        vwm[r * P + i // nv] &= ~(_ONE << np.uint64(i % nv))
                         irdy[q] = c + va_d
                         matched[i] = 1
                         if it == 0:
@@ -1091,6 +1105,7 @@ def run_cycles(s, c_end):
                         iovc[qb] = ov
                         ist[qb] = 2
                         vawait[r] -= 1
+                        vwm[r * P + best // nv] &= ~(_ONE << np.uint64(best % nv))
                         irdy[qb] = c + va_d
                         matched[best] = 1
                         if it == 0:
@@ -1252,7 +1267,6 @@ def run_cycles(s, c_end):
                 bn[q] -= 1
                 if bn[q] == 0:
                     pvm[r * P + p] &= ~(_ONE << np.uint64(v))
-                pocc[r * P + p] -= 1
                 occ[r] -= 1
                 ov = iovc[q]
                 oq = base + o * nv + ov
@@ -1313,6 +1327,7 @@ def run_cycles(s, c_end):
                         npk = bpk[q * dep + bh[q]]
                         ist[q] = 1
                         vawait[r] += 1
+                        vwm[r * P + p] |= _ONE << np.uint64(v)
                         irdy[q] = max(c + 1, bt[q * dep + bh[q]] + rc)
                         if p_mc[npk] == 1:
                             imc[q] = _mc_mask(r, p, p_dent[npk], p_dcnt[npk], m_dst, rows, cols,

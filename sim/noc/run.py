@@ -129,7 +129,8 @@ def _build_state(
         gen_prob=gen_prob, perm=perm, hot=hot, hot_frac=hot_frac,
         burst_on=np.zeros(n, np.uint8), size_flits=size,
         acc=np.zeros(n, i64), occ=np.zeros(n, i64), occ_sum=np.zeros(n, i64),
-        pocc=np.zeros(n * K.P, i32), vawait=np.zeros(n, i32), pvm=np.zeros(n * K.P, np.uint64),
+        vawait=np.zeros(n, i32), pvm=np.zeros(n * K.P, np.uint64),
+        vwm=np.zeros(n * K.P, np.uint64),
         ev_ln=np.zeros(w * n * K.P, i32), ev_ln_n=np.zeros(w, i64),
         ev_ej=np.zeros(w * n, i32), ev_ej_n=np.zeros(w, i64),
         ev_cr=np.zeros(w * n * K.P, i32), ev_cr_n=np.zeros(w, i64),
@@ -273,13 +274,13 @@ def simulate_noc(
     if not isinstance(config, NocConfig):
         raise TypeError("config must be a NocConfig")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise NocConfigError(f"--seed: expected an integer >= 0, got {seed!r}")
+        raise NocConfigError(f"seed: expected an integer >= 0, got {seed!r}")
     for name, val, lo in (("warmup", warmup, 0), ("measure", measure, 1),
                           ("max_drain", max_drain, 0)):
         if isinstance(val, bool) or not isinstance(val, int) or val < lo:
             raise NocConfigError(f"{name}: expected an integer >= {lo}, got {val!r}")
     if cycles is not None and (not isinstance(cycles, int) or cycles < 1):
-        raise NocConfigError(f"--cycles: expected an integer >= 1, got {cycles!r}")
+        raise NocConfigError(f"cycles: expected an integer >= 1, got {cycles!r}")
     rng = np.random.default_rng(seed)
     is_trace = isinstance(traffic, Trace)
     if not is_trace and not isinstance(traffic, SyntheticTraffic):
