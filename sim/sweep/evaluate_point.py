@@ -235,5 +235,5 @@ def warm_numba() -> float:
         for mode in ("multilevel", "bit_serial"):
             cfg = base.replace(dac={"mode": mode})
             inst = program_chip(net, cfg, 0)
-            simulate(net, inst, x, seed=0, config=cfg, reference=False)
+            simulate(net, inst, x, seed=0, config=cfg, reference=False, calibration=x)
     return time.perf_counter() - t0
