@@ -8,6 +8,7 @@
 - :mod:`sim.chipnet` — the mapped network's traffic on the packet network: traffic report,
   inference trace, co-simulation.
 - :mod:`sim.commands` — the ``scrramble-sim`` command line.
+- :mod:`sim.sweep` — non-ideality sweeps on Dask, labelled results, reports.
 """
 
-__all__ = ["chip", "chipnet", "commands", "costs", "datasets", "noc", "training"]
+__all__ = ["chip", "chipnet", "commands", "costs", "datasets", "noc", "sweep", "training"]

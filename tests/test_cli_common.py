@@ -213,7 +213,8 @@ def test_ctrl_c_is_one_line_and_status_130(name, capsys, monkeypatch, tmp_path):
 
     monkeypatch.setattr(module, "run", interrupted)
     argv = {"train": ["--out", tmp_path / "n.h5"], "import": [tmp_path / "r.npz", "--out",
-                                                              tmp_path / "n.h5"]}
+                                                              tmp_path / "n.h5"],
+            "sweep": [tmp_path / "s.toml", "--out", tmp_path / "s"], "demo": []}
     rc, out, err = run(capsys, name, *argv.get(name, [tmp_path / "n.h5"]))
     assert rc == 130 and out == ""
     assert err == f"scrramble-sim {name}: interrupted\n"

@@ -10,7 +10,7 @@ import pytest
 
 # sim.commands gets its __all__ with the CLI work (sim/commands/__init__.py).
 PACKAGES = ["mappings", "devices", "sim", "sim.chip", "sim.datasets", "sim.training",
-            "sim.costs", "sim.chipnet"]
+            "sim.costs", "sim.chipnet", "sim.sweep"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

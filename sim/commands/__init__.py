@@ -57,7 +57,9 @@ class CommandInterrupted(KeyboardInterrupt):
     """Ctrl-C with a note (e.g. which checkpoint was kept) appended to the one-line report."""
 
 
-SUBCOMMANDS: tuple[str, ...] = ("train", "evaluate", "map", "simulate", "import", "noc")
+SUBCOMMANDS: tuple[str, ...] = (
+    "train", "evaluate", "map", "simulate", "import", "noc", "sweep", "report", "demo"
+)
 
 MODULE_NAMES: dict[str, str] = {"import": "import_npz"}
 """Subcommands whose module is not named like the command (``import`` is a keyword)."""
