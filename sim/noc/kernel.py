@@ -318,7 +318,7 @@ def _mc_mask(r, p, k0, cnt, m_dst, rows, cols, yx):
 # Only :func:`_trace` takes the whole state (each function that does costs seconds of
 # compilation); the helpers it calls take the few arrays they need.
 
-TR_CYCLE, TR_DELIVERED, TR_INJECTED, TR_NEXT = range(4)
+TR_CYCLE, TR_NEXT = range(2)
 _NEVER = np.int64(2**62)
 
 
@@ -426,34 +426,11 @@ def _emit(m, c, cnt, m_src, m_dptr, m_dst, m_flits, m_create, m_left, p_src, p_d
 @njit(cache=True, error_model="numpy")
 def _trace(s, what, c, arg):
     """Task-graph events. TR_CYCLE: release timed messages, finish tasks ending at c, start
-    ready tasks on idle cores. TR_DELIVERED: destination entry ``arg`` was delivered.
-    TR_INJECTED: packet ``arg``'s head entered the network. TR_NEXT: earliest cycle > c at
-    which something happens in an idle network (-1 if never)."""
+    ready tasks on idle cores. TR_NEXT: earliest cycle > c at which something happens in an
+    idle network (-1 if never). (Deliveries and injections, once per packet, are written out
+    in :func:`run_cycles`.)"""
     cnt = s.cnt
     hp_off, hp_n, hp_cyc, hp_task = s.hp_off, s.hp_n, s.hp_cyc, s.hp_task
-    if what == TR_INJECTED:
-        m = _msg_of(s.m_dptr, s.p_dent[arg])
-        if s.m_inject[m] < 0:
-            s.m_inject[m] = c
-        return 0
-    if what == TR_DELIVERED:
-        k = arg
-        s.d_deliver[k] = c
-        m = _msg_of(s.m_dptr, k)
-        s.m_left[m] -= 1
-        if s.m_left[m] == 0:
-            s.m_deliver[m] = c
-            cnt[C_MSG_DONE] += 1
-        t = s.m_dtask[k]
-        if t >= 0:
-            s.t_left[t] -= 1
-            if s.t_left[t] == 0:
-                ready = max(s.t_es[t], c)
-                s.t_ready[t] = ready
-                _heap_push(hp_off, hp_n, hp_cyc, hp_task, s.t_core[t], ready, t)
-                cnt[C_HEAPED] += 1
-                cnt[C_NEXT_EV] = min(cnt[C_NEXT_EV], ready)
-        return 0
     if what == TR_NEXT:
         best = -1
         if cnt[C_REL] < s.m_order.shape[0]:
@@ -665,6 +642,10 @@ def run_cycles(s, c_end):
     ev_ln, ev_ln_n, ev_ej, ev_ej_n = s.ev_ln, s.ev_ln_n, s.ev_ej, s.ev_ej_n
     ev_cr, ev_cr_n, ev_sc, ev_sc_n = s.ev_cr, s.ev_cr_n, s.ev_sc, s.ev_sc_n
     h_pkt, h_net, h_flit = s.h_pkt, s.h_net, s.h_flit
+    m_dptr, m_left, m_deliver, m_inject, m_dtask = (s.m_dptr, s.m_left, s.m_deliver, s.m_inject,
+                                                     s.m_dtask)
+    d_deliver, t_left, t_es, t_ready, t_core = s.d_deliver, s.t_left, s.t_es, s.t_ready, s.t_core
+    hp_off, hp_n, hp_cyc, hp_task = s.hp_off, s.hp_n, s.hp_cyc, s.hp_task
 
     n = par[N_]
     nv = par[V_]
@@ -711,6 +692,10 @@ def run_cycles(s, c_end):
     pstart = np.zeros(P + 1, np.int64)
     pfill = np.zeros(P, np.int64)
     vgrp = np.arange(nv) % sp
+    # crossbar input e = port * sp + group: its port, group and number of VCs in the group
+    e_port = np.arange(pe) // sp
+    e_grp = np.arange(pe) % sp
+    e_ngrp = (nv - e_grp + sp - 1) // sp
 
     c = cnt[C_NOW]
     while c < c_end:
@@ -857,7 +842,23 @@ def run_cycles(s, c_end):
                             if m_dst[kk] == r:
                                 kd = kk
                     if trace:
-                        _trace(s, TR_DELIVERED, c, kd)
+                        # destination entry kd delivered (written out here: a call that
+                        # takes the state tuple costs a reference-count update per array)
+                        d_deliver[kd] = c
+                        mi = _msg_of(m_dptr, kd)
+                        m_left[mi] -= 1
+                        if m_left[mi] == 0:
+                            m_deliver[mi] = c
+                            cnt[C_MSG_DONE] += 1
+                        tk = m_dtask[kd]
+                        if tk >= 0:
+                            t_left[tk] -= 1
+                            if t_left[tk] == 0:
+                                rdy = max(t_es[tk], c)
+                                t_ready[tk] = rdy
+                                _heap_push(hp_off, hp_n, hp_cyc, hp_task, t_core[tk], rdy, tk)
+                                cnt[C_HEAPED] += 1
+                                cnt[C_NEXT_EV] = min(cnt[C_NEXT_EV], rdy)
                     p_copies[pk] -= 1
                     if p_copies[pk] == 0:
                         free[cnt[C_FREE]] = pk
@@ -936,7 +937,9 @@ def run_cycles(s, c_end):
                             srr[r] = _wrap(v + 1, nv)
                             p_itime[pk] = c
                             if trace:
-                                _trace(s, TR_INJECTED, c, pk)
+                                mi = _msg_of(m_dptr, p_dent[pk])
+                                if m_inject[mi] < 0:
+                                    m_inject[mi] = c
                             break
                 pk = scur[r]
                 if pk < 0:
@@ -1219,9 +1222,9 @@ def run_cycles(s, c_end):
                 o = match_e[e]
                 if o < 0:
                     continue
-                p = e // sp
-                grp = e % sp
-                n_grp = (nv - grp + sp - 1) // sp
+                p = e_port[e]
+                grp = e_grp[e]
+                n_grp = e_ngrp[e]
                 start = sa_v[r * pe + e]
                 v = -1
                 jj = 0
