@@ -200,6 +200,7 @@ class KernelState(NamedTuple):
     m_deliver: np.ndarray
     m_left: np.ndarray
     d_deliver: np.ndarray
+    d_msg: np.ndarray  # the message of each destination entry
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -370,20 +371,6 @@ def _heap_pop(hp_off, hp_n, hp_cyc, hp_task, core):
     hp_cyc[base + i] = cyc
     hp_task[base + i] = task
     return top
-
-
-@njit(cache=True, error_model="numpy")
-def _msg_of(m_dptr, k):
-    """The message of destination entry k (binary search in the CSR offsets)."""
-    lo = 0
-    hi = m_dptr.shape[0] - 1
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if m_dptr[mid] <= k:
-            lo = mid
-        else:
-            hi = mid
-    return lo
 
 
 @njit(cache=True, error_model="numpy")
@@ -642,9 +629,9 @@ def run_cycles(s, c_end):
     ev_ln, ev_ln_n, ev_ej, ev_ej_n = s.ev_ln, s.ev_ln_n, s.ev_ej, s.ev_ej_n
     ev_cr, ev_cr_n, ev_sc, ev_sc_n = s.ev_cr, s.ev_cr_n, s.ev_sc, s.ev_sc_n
     h_pkt, h_net, h_flit = s.h_pkt, s.h_net, s.h_flit
-    m_dptr, m_left, m_deliver, m_inject, m_dtask = (s.m_dptr, s.m_left, s.m_deliver, s.m_inject,
-                                                     s.m_dtask)
+    m_left, m_deliver, m_inject, m_dtask = s.m_left, s.m_deliver, s.m_inject, s.m_dtask
     d_deliver, t_left, t_es, t_ready, t_core = s.d_deliver, s.t_left, s.t_es, s.t_ready, s.t_core
+    d_msg = s.d_msg
     hp_off, hp_n, hp_cyc, hp_task = s.hp_off, s.hp_n, s.hp_cyc, s.hp_task
 
     n = par[N_]
@@ -845,7 +832,7 @@ def run_cycles(s, c_end):
                         # destination entry kd delivered (written out here: a call that
                         # takes the state tuple costs a reference-count update per array)
                         d_deliver[kd] = c
-                        mi = _msg_of(m_dptr, kd)
+                        mi = d_msg[kd]
                         m_left[mi] -= 1
                         if m_left[mi] == 0:
                             m_deliver[mi] = c
@@ -937,7 +924,7 @@ def run_cycles(s, c_end):
                             srr[r] = _wrap(v + 1, nv)
                             p_itime[pk] = c
                             if trace:
-                                mi = _msg_of(m_dptr, p_dent[pk])
+                                mi = d_msg[p_dent[pk]]
                                 if m_inject[mi] < 0:
                                     m_inject[mi] = c
                             break
