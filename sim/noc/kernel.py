@@ -997,6 +997,28 @@ def run_cycles(s, c_end):
                         nreq += 1
                         matched[i] = 0
                         ports |= 1 << iout[base + i]
+            if nreq == 1 and va_islip:
+                # one requester: every free output VC on its route grants it, and it accepts
+                # the one nearest after its pointer (what the iterations below compute)
+                i = reqs[0]
+                q = base + i
+                for j in range(nv):
+                    ov = _wrap(va_a[q] + j, nv)
+                    if ov < ilo[q] or ov >= ihi[q]:
+                        continue
+                    oq = base + iout[q] * nv + ov
+                    if obusy[oq] != 0:
+                        continue
+                    obusy[oq] = 1
+                    iovc[q] = ov
+                    ist[q] = 2
+                    vawait[r] -= 1
+                    vwm[r * P + i // nv] &= ~(_ONE << np.uint64(i % nv))
+                    irdy[q] = c + va_d
+                    va_g[oq] = _wrap(i + 1, pv)
+                    va_a[q] = _wrap(ov + 1, nv)
+                    break
+                nreq = 0
             for it in range(iters if nreq > 0 else 0):
                 if va_islip:
                     # requesters grouped by output port (in input order)
@@ -1138,7 +1160,19 @@ def run_cycles(s, c_end):
             if nre == 0:
                 continue
             matched_o = 0
-            for it in range(iters):
+            if nre == 1:
+                # one crossbar input: it takes the requested output nearest after its pointer
+                # (both allocators come to this)
+                e = elist[0]
+                a = sa_a[r * pe + e]
+                for j in range(P):
+                    o = _wrap(a + j, P)
+                    if (mask[e] >> o) & 1:
+                        match_e[e] = o
+                        first_e[e] = 0
+                        matched_o = 1 << o
+                        break
+            for it in range(iters if nre > 1 else 0):
                 if sa_islip:
                     # grant: each requested output picks the input nearest after its pointer
                     for o in range(P):
