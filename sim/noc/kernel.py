@@ -671,6 +671,7 @@ def run_cycles(s, c_end):
     matched = np.zeros(pv, np.int64)
     mask = np.zeros(pe, np.int64)
     gout = np.empty(P, np.int64)
+    reqo = np.zeros(P, np.uint64)
     pick = np.empty(pe, np.int64)
     match_e = np.empty(pe, np.int64)
     first_e = np.empty(pe, np.int64)
@@ -1172,7 +1173,54 @@ def run_cycles(s, c_end):
                         first_e[e] = 0
                         matched_o = 1 << o
                         break
-            for it in range(iters if nre > 1 else 0):
+            if nre > 1 and sa_islip and pe <= 64:
+                # iSLIP over bit masks of crossbar inputs (the same grants as the loops below)
+                for o in range(P):
+                    reqo[o] = 0
+                unm = np.uint64(0)
+                for k in range(nre):
+                    e = elist[k]
+                    unm |= _ONE << np.uint64(e)
+                    for o in range(P):
+                        if (mask[e] >> o) & 1:
+                            reqo[o] |= _ONE << np.uint64(e)
+                for it in range(iters):
+                    # grant: each requested output picks the input nearest after its pointer
+                    gm = 0
+                    for o in range(P):
+                        gout[o] = -1
+                        if (matched_o >> o) & 1:
+                            continue
+                        rq = reqo[o] & unm
+                        if rq == 0:
+                            continue
+                        hi = rq & ~((_ONE << np.uint64(sa_g[r * P + o])) - _ONE)
+                        if hi != 0:
+                            rq = hi
+                        low = rq & (~rq + _ONE)
+                        gout[o] = _DB_IDX[(low * _DEBRUIJN) >> _U58]
+                        gm |= 1 << o
+                    if gm == 0:
+                        break
+                    # accept: each input takes the grant nearest after its pointer
+                    for o0 in range(P):
+                        if not (gm >> o0) & 1:
+                            continue
+                        e = gout[o0]
+                        if match_e[e] >= 0:
+                            continue
+                        a = sa_a[r * pe + e]
+                        best = -1
+                        for j in range(P):
+                            o = _wrap(a + j, P)
+                            if (gm >> o) & 1 and gout[o] == e:
+                                best = o
+                                break
+                        match_e[e] = best
+                        first_e[e] = it
+                        matched_o |= 1 << best
+                        unm &= ~(_ONE << np.uint64(e))
+            for it in range(iters if nre > 1 and not (sa_islip and pe <= 64) else 0):
                 if sa_islip:
                     # grant: each requested output picks the input nearest after its pointer
                     for o in range(P):
