@@ -200,6 +200,7 @@ class KernelState(NamedTuple):
     m_deliver: np.ndarray
     m_left: np.ndarray
     d_deliver: np.ndarray
+    d_msg: np.ndarray  # the message of each destination entry
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -318,7 +319,7 @@ def _mc_mask(r, p, k0, cnt, m_dst, rows, cols, yx):
 # Only :func:`_trace` takes the whole state (each function that does costs seconds of
 # compilation); the helpers it calls take the few arrays they need.
 
-TR_CYCLE, TR_DELIVERED, TR_INJECTED, TR_NEXT = range(4)
+TR_CYCLE, TR_NEXT = range(2)
 _NEVER = np.int64(2**62)
 
 
@@ -373,20 +374,6 @@ def _heap_pop(hp_off, hp_n, hp_cyc, hp_task, core):
 
 
 @njit(cache=True, error_model="numpy")
-def _msg_of(m_dptr, k):
-    """The message of destination entry k (binary search in the CSR offsets)."""
-    lo = 0
-    hi = m_dptr.shape[0] - 1
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if m_dptr[mid] <= k:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-@njit(cache=True, error_model="numpy")
 def _emit(m, c, cnt, m_src, m_dptr, m_dst, m_flits, m_create, m_left, p_src, p_dst, p_size,
           p_ctime, p_itime, p_hops, p_tag, p_dent, p_next, free, qhead, qtail, p_mc, p_dcnt,
           p_copies, multicast):
@@ -426,34 +413,11 @@ def _emit(m, c, cnt, m_src, m_dptr, m_dst, m_flits, m_create, m_left, p_src, p_d
 @njit(cache=True, error_model="numpy")
 def _trace(s, what, c, arg):
     """Task-graph events. TR_CYCLE: release timed messages, finish tasks ending at c, start
-    ready tasks on idle cores. TR_DELIVERED: destination entry ``arg`` was delivered.
-    TR_INJECTED: packet ``arg``'s head entered the network. TR_NEXT: earliest cycle > c at
-    which something happens in an idle network (-1 if never)."""
+    ready tasks on idle cores. TR_NEXT: earliest cycle > c at which something happens in an
+    idle network (-1 if never). (Deliveries and injections, once per packet, are written out
+    in :func:`run_cycles`.)"""
     cnt = s.cnt
     hp_off, hp_n, hp_cyc, hp_task = s.hp_off, s.hp_n, s.hp_cyc, s.hp_task
-    if what == TR_INJECTED:
-        m = _msg_of(s.m_dptr, s.p_dent[arg])
-        if s.m_inject[m] < 0:
-            s.m_inject[m] = c
-        return 0
-    if what == TR_DELIVERED:
-        k = arg
-        s.d_deliver[k] = c
-        m = _msg_of(s.m_dptr, k)
-        s.m_left[m] -= 1
-        if s.m_left[m] == 0:
-            s.m_deliver[m] = c
-            cnt[C_MSG_DONE] += 1
-        t = s.m_dtask[k]
-        if t >= 0:
-            s.t_left[t] -= 1
-            if s.t_left[t] == 0:
-                ready = max(s.t_es[t], c)
-                s.t_ready[t] = ready
-                _heap_push(hp_off, hp_n, hp_cyc, hp_task, s.t_core[t], ready, t)
-                cnt[C_HEAPED] += 1
-                cnt[C_NEXT_EV] = min(cnt[C_NEXT_EV], ready)
-        return 0
     if what == TR_NEXT:
         best = -1
         if cnt[C_REL] < s.m_order.shape[0]:
@@ -665,6 +629,10 @@ def run_cycles(s, c_end):
     ev_ln, ev_ln_n, ev_ej, ev_ej_n = s.ev_ln, s.ev_ln_n, s.ev_ej, s.ev_ej_n
     ev_cr, ev_cr_n, ev_sc, ev_sc_n = s.ev_cr, s.ev_cr_n, s.ev_sc, s.ev_sc_n
     h_pkt, h_net, h_flit = s.h_pkt, s.h_net, s.h_flit
+    m_left, m_deliver, m_inject, m_dtask = s.m_left, s.m_deliver, s.m_inject, s.m_dtask
+    d_deliver, t_left, t_es, t_ready, t_core = s.d_deliver, s.t_left, s.t_es, s.t_ready, s.t_core
+    d_msg = s.d_msg
+    hp_off, hp_n, hp_cyc, hp_task = s.hp_off, s.hp_n, s.hp_cyc, s.hp_task
 
     n = par[N_]
     nv = par[V_]
@@ -703,6 +671,7 @@ def run_cycles(s, c_end):
     matched = np.zeros(pv, np.int64)
     mask = np.zeros(pe, np.int64)
     gout = np.empty(P, np.int64)
+    reqo = np.zeros(P, np.uint64)
     pick = np.empty(pe, np.int64)
     match_e = np.empty(pe, np.int64)
     first_e = np.empty(pe, np.int64)
@@ -711,6 +680,10 @@ def run_cycles(s, c_end):
     pstart = np.zeros(P + 1, np.int64)
     pfill = np.zeros(P, np.int64)
     vgrp = np.arange(nv) % sp
+    # crossbar input e = port * sp + group: its port, group and number of VCs in the group
+    e_port = np.arange(pe) // sp
+    e_grp = np.arange(pe) % sp
+    e_ngrp = (nv - e_grp + sp - 1) // sp
 
     c = cnt[C_NOW]
     while c < c_end:
@@ -857,7 +830,23 @@ def run_cycles(s, c_end):
                             if m_dst[kk] == r:
                                 kd = kk
                     if trace:
-                        _trace(s, TR_DELIVERED, c, kd)
+                        # destination entry kd delivered (written out here: a call that
+                        # takes the state tuple costs a reference-count update per array)
+                        d_deliver[kd] = c
+                        mi = d_msg[kd]
+                        m_left[mi] -= 1
+                        if m_left[mi] == 0:
+                            m_deliver[mi] = c
+                            cnt[C_MSG_DONE] += 1
+                        tk = m_dtask[kd]
+                        if tk >= 0:
+                            t_left[tk] -= 1
+                            if t_left[tk] == 0:
+                                rdy = max(t_es[tk], c)
+                                t_ready[tk] = rdy
+                                _heap_push(hp_off, hp_n, hp_cyc, hp_task, t_core[tk], rdy, tk)
+                                cnt[C_HEAPED] += 1
+                                cnt[C_NEXT_EV] = min(cnt[C_NEXT_EV], rdy)
                     p_copies[pk] -= 1
                     if p_copies[pk] == 0:
                         free[cnt[C_FREE]] = pk
@@ -936,7 +925,9 @@ def run_cycles(s, c_end):
                             srr[r] = _wrap(v + 1, nv)
                             p_itime[pk] = c
                             if trace:
-                                _trace(s, TR_INJECTED, c, pk)
+                                mi = d_msg[p_dent[pk]]
+                                if m_inject[mi] < 0:
+                                    m_inject[mi] = c
                             break
                 pk = scur[r]
                 if pk < 0:
@@ -1007,6 +998,28 @@ def run_cycles(s, c_end):
                         nreq += 1
                         matched[i] = 0
                         ports |= 1 << iout[base + i]
+            if nreq == 1 and va_islip:
+                # one requester: every free output VC on its route grants it, and it accepts
+                # the one nearest after its pointer (what the iterations below compute)
+                i = reqs[0]
+                q = base + i
+                for j in range(nv):
+                    ov = _wrap(va_a[q] + j, nv)
+                    if ov < ilo[q] or ov >= ihi[q]:
+                        continue
+                    oq = base + iout[q] * nv + ov
+                    if obusy[oq] != 0:
+                        continue
+                    obusy[oq] = 1
+                    iovc[q] = ov
+                    ist[q] = 2
+                    vawait[r] -= 1
+                    vwm[r * P + i // nv] &= ~(_ONE << np.uint64(i % nv))
+                    irdy[q] = c + va_d
+                    va_g[oq] = _wrap(i + 1, pv)
+                    va_a[q] = _wrap(ov + 1, nv)
+                    break
+                nreq = 0
             for it in range(iters if nreq > 0 else 0):
                 if va_islip:
                     # requesters grouped by output port (in input order)
@@ -1148,7 +1161,66 @@ def run_cycles(s, c_end):
             if nre == 0:
                 continue
             matched_o = 0
-            for it in range(iters):
+            if nre == 1:
+                # one crossbar input: it takes the requested output nearest after its pointer
+                # (both allocators come to this)
+                e = elist[0]
+                a = sa_a[r * pe + e]
+                for j in range(P):
+                    o = _wrap(a + j, P)
+                    if (mask[e] >> o) & 1:
+                        match_e[e] = o
+                        first_e[e] = 0
+                        matched_o = 1 << o
+                        break
+            if nre > 1 and sa_islip and pe <= 64:
+                # iSLIP over bit masks of crossbar inputs (the same grants as the loops below)
+                for o in range(P):
+                    reqo[o] = 0
+                unm = np.uint64(0)
+                for k in range(nre):
+                    e = elist[k]
+                    unm |= _ONE << np.uint64(e)
+                    for o in range(P):
+                        if (mask[e] >> o) & 1:
+                            reqo[o] |= _ONE << np.uint64(e)
+                for it in range(iters):
+                    # grant: each requested output picks the input nearest after its pointer
+                    gm = 0
+                    for o in range(P):
+                        gout[o] = -1
+                        if (matched_o >> o) & 1:
+                            continue
+                        rq = reqo[o] & unm
+                        if rq == 0:
+                            continue
+                        hi = rq & ~((_ONE << np.uint64(sa_g[r * P + o])) - _ONE)
+                        if hi != 0:
+                            rq = hi
+                        low = rq & (~rq + _ONE)
+                        gout[o] = _DB_IDX[(low * _DEBRUIJN) >> _U58]
+                        gm |= 1 << o
+                    if gm == 0:
+                        break
+                    # accept: each input takes the grant nearest after its pointer
+                    for o0 in range(P):
+                        if not (gm >> o0) & 1:
+                            continue
+                        e = gout[o0]
+                        if match_e[e] >= 0:
+                            continue
+                        a = sa_a[r * pe + e]
+                        best = -1
+                        for j in range(P):
+                            o = _wrap(a + j, P)
+                            if (gm >> o) & 1 and gout[o] == e:
+                                best = o
+                                break
+                        match_e[e] = best
+                        first_e[e] = it
+                        matched_o |= 1 << best
+                        unm &= ~(_ONE << np.uint64(e))
+            for it in range(iters if nre > 1 and not (sa_islip and pe <= 64) else 0):
                 if sa_islip:
                     # grant: each requested output picks the input nearest after its pointer
                     for o in range(P):
@@ -1219,9 +1291,9 @@ def run_cycles(s, c_end):
                 o = match_e[e]
                 if o < 0:
                     continue
-                p = e // sp
-                grp = e % sp
-                n_grp = (nv - grp + sp - 1) // sp
+                p = e_port[e]
+                grp = e_grp[e]
+                n_grp = e_ngrp[e]
                 start = sa_v[r * pe + e]
                 v = -1
                 jj = 0

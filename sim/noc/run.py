@@ -152,7 +152,7 @@ def _trace_arrays(config: NocConfig, trace: Trace | None) -> dict[str, np.ndarra
             "hp_n": np.zeros(n, i64), "hp_cyc": z, "hp_task": z, "core_run": np.full(n, -1, i64),
             "core_fin": np.zeros(n, i64), "m_src": z, "m_flits": z, "m_dptr": np.zeros(1, i64), "m_dst": z,
             "m_dtask": z, "m_order": z, "m_cycle": z, "m_create": z, "m_inject": z, "m_deliver": z, "m_left": z,
-            "d_deliver": z,
+            "d_deliver": z, "d_msg": z,
         }
     trace.validate(config)
     t, m = trace.n_tasks, trace.n_messages
@@ -196,6 +196,7 @@ def _trace_arrays(config: NocConfig, trace: Trace | None) -> dict[str, np.ndarra
         "m_cycle": np.asarray(trace.msg_cycle, i64), "m_create": np.full(m, -1, i64),
         "m_inject": np.full(m, -1, i64), "m_deliver": np.full(m, -1, i64), "m_left": np.zeros(m, i64),
         "d_deliver": np.full(k, -1, i64),
+        "d_msg": np.repeat(np.arange(m, dtype=i64), np.diff(np.asarray(trace.msg_dst_ptr, i64))),
     }
 
 
