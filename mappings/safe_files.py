@@ -9,6 +9,7 @@ import json
 import math
 import os
 import secrets
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Self
@@ -17,7 +18,25 @@ import h5py
 import numpy as np
 from numpy.typing import DTypeLike
 
-__all__ = ["H5Reader", "atomic_write", "open_hdf5"]
+__all__ = ["H5Reader", "atomic_write", "open_hdf5", "read_toml"]
+
+
+def read_toml(path: str | os.PathLike, *, error: type[Exception], what: str) -> dict[str, Any]:
+    """Parse a TOML file; a missing, unreadable, non-UTF-8 or invalid file raises ``error``
+    naming the file and ``what`` it should be (e.g. "chip file")."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text ({exc.reason}); expected TOML") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: invalid TOML: {exc}") from None
 
 
 def atomic_write(

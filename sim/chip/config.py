@@ -22,7 +22,6 @@ import dataclasses
 import json
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -51,7 +50,7 @@ from mappings import fit
 from mappings.encodings import ENCODINGS, SCALINGS
 from mappings.fit import ChipGeometrySpec
 from mappings.placement import METHODS as PLACEMENT_METHODS
-from mappings.safe_files import atomic_write
+from mappings.safe_files import atomic_write, read_toml
 from mappings.tiling import ChipPlan
 from sim.costs.constants import CostConfig
 from sim.noc.config import NocConfig, NocConfigError, noc_config_from_dict
@@ -537,19 +536,7 @@ def _cross_checks(ctx: _Ctx, cfg: ChipConfig) -> None:
 
 def load_chip_config(path: str | os.PathLike) -> ChipConfig:
     """Read and validate a TOML chip description file."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ChipConfigError(f"{path}: no such chip file") from None
-    except OSError as exc:
-        raise ChipConfigError(f"{path}: cannot read chip file: {exc.strerror or exc}") from None
-    try:
-        d = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ChipConfigError(f"{path}: not UTF-8 text ({exc.reason}); expected TOML") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ChipConfigError(f"{path}: invalid TOML: {exc}") from None
+    d = read_toml(path, error=ChipConfigError, what="chip file")
     return chip_config_from_dict(d, source=str(path))
 
 

@@ -41,7 +41,6 @@ import itertools
 import json
 import math
 import os
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from mappings.safe_files import read_toml
 from sim.chip.config import ChipConfig, ChipConfigError, chip_config_from_dict
 
 SAMPLINGS: tuple[str, ...] = ("grid", "random", "lhs")
@@ -580,17 +580,5 @@ def _check_inputs(ctx: _Spec, sweep: Sweep) -> None:
 
 def load_sweep(path: str | os.PathLike) -> Sweep:
     """Read and validate a TOML sweep specification."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SweepSpecError(f"{path}: no such sweep specification") from None
-    except OSError as exc:
-        raise SweepSpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        d = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise SweepSpecError(f"{path}: not UTF-8 text ({exc.reason}); expected TOML") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SweepSpecError(f"{path}: invalid TOML: {exc}") from None
+    d = read_toml(path, error=SweepSpecError, what="sweep specification")
     return sweep_from_dict(d, str(path))
