@@ -50,3 +50,25 @@ def test_rates_sweep_writes_table_and_figure(capsys, tmp_path):
 def test_bad_flags(capsys, argv, needle):
     assert sim.commands.cli.main(["noc", *argv]) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_outputs_are_never_replaced_without_overwrite(tmp_path, capsys):
+    import sim.commands.cli
+
+    out = tmp_path / "sub" / "res.h5"
+    argv = ["noc", "--mesh", "4x4", "--cycles", "300", "--rate", "0.05", "--out", str(out)]
+    assert sim.commands.cli.main(argv) == 0
+    first = out.stat().st_mtime_ns
+    capsys.readouterr()
+    assert sim.commands.cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "--overwrite" in err
+    assert out.stat().st_mtime_ns == first
+    assert sim.commands.cli.main(argv + ["--overwrite"]) == 0
+    fig = tmp_path / "curve.png"
+    fig.write_bytes(b"x")
+    sweep = ["noc", "--mesh", "4x4", "--cycles", "200", "--rates", "0.05:0.1:0.05",
+             "--figure", str(fig)]
+    assert sim.commands.cli.main(sweep) == 2
+    assert "--figure" in capsys.readouterr().err
+    assert fig.read_bytes() == b"x"

@@ -12,7 +12,12 @@ import re
 from pathlib import Path
 
 from sim.commands import CommandError, CommandResult
-from sim.commands.common import add_seed_argument
+from sim.commands.common import (
+    add_overwrite_argument,
+    add_seed_argument,
+    check_output_path,
+    make_parent,
+)
 
 HELP = "simulate the packet network (mesh of VC routers) under synthetic traffic"
 
@@ -82,6 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="latency-vs-load figure of --rates (noc_latency_load.png)",
     )
     parser.add_argument("--out", type=Path, default=None, help="save the result as HDF5")
+    add_overwrite_argument(parser)
     from sim.commands.noc_network import add_network_arguments
 
     add_network_arguments(parser)
@@ -180,9 +186,24 @@ def _build(args: argparse.Namespace):
     return config, traffic
 
 
+FIGURE_NAMES = ("noc_links.png", "noc_timeline.png", "noc_energy.png", "noc_traffic.png")
+"""The files ``--figures DIR`` writes (see :func:`sim.chipnet.figures.save_figures`)."""
+
+
+def _outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """Every file this run will write, with the flag that names it."""
+    out = [(args.out, "--out")] if args.out is not None else []
+    if args.network is None and args.rates is not None:
+        out.append((args.figure, "--figure"))
+    if args.network is not None and args.figures is not None:
+        out += [(Path(args.figures) / name, "--figures") for name in FIGURE_NAMES]
+    return out
+
+
 def _check(args: argparse.Namespace) -> None:
-    if args.seed < 0:
-        raise CommandError(f"--seed must be an integer >= 0, got {args.seed}")
+    for path, flag in _outputs(args):  # before any work: never replace a file unasked
+        check_output_path(path, flag, overwrite=args.overwrite)
+        make_parent(path, flag)
     if args.cycles is not None and args.cycles < 1:
         raise CommandError(f"--cycles must be an integer >= 1, got {args.cycles}")
     if (args.warmup is not None and args.warmup < 0) or args.measure < 1:
