@@ -4,14 +4,13 @@ seeds, threads, and the ``import`` command."""
 from __future__ import annotations
 
 import argparse
-import gzip
 import itertools
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bar_dataset import write_bar_dataset
 
 from mappings.h5format import load_network
 from mappings.network import InputSpec
@@ -23,24 +22,10 @@ TINY = ["--core-size", "64", "--slot-size", "16", "--hidden-cores", "3", "--epoc
         "--batch-size", "32", "--no-progress", "--threads", "1", "--limit-train", "96"]
 
 
-def _write_idx(path: Path, a: np.ndarray) -> None:
-    header = struct.pack(">BBBB", 0, 0, 0x08, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape)
-    path.write_bytes(gzip.compress(header + a.astype(np.uint8).tobytes()))
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     """Fashion-MNIST-shaped IDX files: each class a bright bar at its own row, plus noise."""
-    d = tmp_path_factory.mktemp("idx_common")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 96), ("t10k", 40)):
-        y = rng.integers(0, 10, n)
-        x = rng.integers(0, 60, (n, 28, 28))
-        for i, c in enumerate(y):
-            x[i, 2 + 2 * c : 4 + 2 * c, 4:24] += 180
-        _write_idx(d / f"{split}-images-idx3-ubyte.gz", np.clip(x, 0, 255))
-        _write_idx(d / f"{split}-labels-idx1-ubyte.gz", y)
-    return d
+    return write_bar_dataset(tmp_path_factory.mktemp("idx_common"), 96, 40)
 
 
 @pytest.fixture(autouse=True)
