@@ -22,7 +22,7 @@ from sim.noc import run as R
 
 
 def _in_flight(res_state) -> int:
-    return int(res_state.bn.sum() + (res_state.lpk >= 0).sum() + (res_state.epk >= 0).sum())
+    return int(res_state.vs[K.F_BN::K.NF].sum() + (res_state.lpk >= 0).sum() + (res_state.epk >= 0).sum())
 
 
 def test_flit_conservation_after_fixed_run():
@@ -100,7 +100,7 @@ def test_watchdog_names_blocked_routers():
     cfg = NocConfig(rows=3, cols=3, vcs=2, watchdog_cycles=200)
     s = R._build_state(cfg, pool=4096, rng=np.random.default_rng(0),
                        traffic=SyntheticTraffic(rate=0.2), trace=None)
-    s.ocred[:] = 0  # every credit lost: nothing can leave a router
+    s.vs[K.F_OCRED::K.NF] = 0  # every credit lost: nothing can leave a router
     with pytest.raises(NocDeadlockError, match=r"(?s)no flit moved for 200 cycles.*router \d+ \(x="):
         R._advance(cfg, s, 5000, [0.0])
 

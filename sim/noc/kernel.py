@@ -50,6 +50,18 @@ VALLOC, SALLOC, ITERS, MODE, PATTERN, BURST, WARM, MEND, DRAIN, WATCHDOG, MC = r
 N_PAR = 27
 MODE_SYNTH, MODE_TRACE = 0, 1
 
+# ------------------------------------------------------- fields of a virtual channel (vs)
+# Input side: state (0 idle, 1 head waiting for VA, 2 active: holds an output VC), buffered
+# flits, buffer head slot, cycle from which the front flit may be allocated, route (output
+# port, VC range [lo, hi)), granted output VC, multicast branch-port mask (0 = unicast) and
+# front flit index, VA accept pointer. Output side (same index layout by output port): busy
+# (allocated to a packet), credits, VA grant pointer. One VC's fields share a cache line.
+(
+    F_IST, F_BN, F_BH, F_IRDY, F_IOUT, F_IOVC, F_ILO, F_IHI, F_IMC, F_IFRONT, F_VA_A,
+    F_OBUSY, F_OCRED, F_VA_G,
+) = range(14)
+NF = 16
+
 # --------------------------------------------------------------------- scalar counter indices
 (
     C_NOW, C_FLIT_HOPS, C_INJ, C_EJ, C_GEN_PKT, C_TAG_OUT, C_PROGRESS, C_IN_NET, C_FREE,
@@ -81,25 +93,13 @@ class KernelState(NamedTuple):
     par: np.ndarray  # int64 (N_PAR,)
     cnt: np.ndarray  # int64 (N_CNT,) scalar counters
     nbr: np.ndarray  # int32 (N, 5)
-    # input VCs and their buffers
-    bpk: np.ndarray
-    bfi: np.ndarray
+    # virtual channels: NF int32 fields per VC (F_* below), input and output side
+    vs: np.ndarray
+    # input VC buffers: (packet, flit index) per slot; arrival cycles (kept only with rc > 0)
+    buf: np.ndarray
     bt: np.ndarray
-    bh: np.ndarray
-    bn: np.ndarray
-    ist: np.ndarray  # 0 idle, 1 head waiting for VA, 2 active (holds an output VC)
-    iout: np.ndarray
-    ilo: np.ndarray
-    ihi: np.ndarray
-    iovc: np.ndarray
-    irdy: np.ndarray
-    imc: np.ndarray  # multicast: bit mask of the head's branch output ports (0 = unicast)
-    ifront: np.ndarray  # multicast: flit index at the buffer front
     isent: np.ndarray  # multicast: (VC, port) next flit index to send on that branch
     iovm: np.ndarray  # multicast: (VC, port) output VC of that branch
-    # output VCs
-    obusy: np.ndarray
-    ocred: np.ndarray
     # wheels: links (per input port), ejection (per router), credits (per output port, source)
     lpk: np.ndarray
     lfi: np.ndarray
@@ -122,9 +122,7 @@ class KernelState(NamedTuple):
     srr: np.ndarray
     qhead: np.ndarray
     qtail: np.ndarray
-    # allocator pointers
-    va_g: np.ndarray
-    va_a: np.ndarray
+    # allocator pointers (VC allocation: fields F_VA_A, F_VA_G of vs)
     sa_g: np.ndarray
     sa_a: np.ndarray
     sa_v: np.ndarray
@@ -499,11 +497,11 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
     nrp = n * P
     q = (r * P + p) * nv + v
     fi = s.isent[q * P + o]
-    pk = s.bpk[q * dep + _wrap(s.bh[q] + fi - s.ifront[q], dep)]
+    pk = s.buf[(q * dep + _wrap(s.vs[q * NF + F_BH] + fi - s.vs[q * NF + F_IFRONT], dep)) * 2]
     size = s.p_size[pk]
     ov = s.iovm[q * P + o]
     oq = (r * P + o) * nv + ov
-    s.ocred[oq] -= 1
+    s.vs[oq * NF + F_OCRED] -= 1
     s.isent[q * P + o] = fi + 1
     cnt[C_IN_NET] += 1  # one more copy in flight; the buffered original leaves below
     cnt[C_REPL] += 1
@@ -529,17 +527,17 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
     if measuring:
         s.link_flits[r * P + o] += 1
     if fi == size - 1 and par[WAIT] == 0:
-        s.obusy[oq] = 0
+        s.vs[oq * NF + F_OBUSY] = 0
     # flits every branch has sent leave the buffer
     low = size
     for b in range(P):
-        if (s.imc[q] >> b) & 1:
+        if (s.vs[q * NF + F_IMC] >> b) & 1:
             low = min(low, s.isent[q * P + b])
-    while s.ifront[q] < low and s.bn[q] > 0:
-        f = s.ifront[q]
-        s.ifront[q] = f + 1
-        s.bh[q] = _wrap(s.bh[q] + 1, dep)
-        s.bn[q] -= 1
+    while s.vs[q * NF + F_IFRONT] < low and s.vs[q * NF + F_BN] > 0:
+        f = s.vs[q * NF + F_IFRONT]
+        s.vs[q * NF + F_IFRONT] = f + 1
+        s.vs[q * NF + F_BH] = _wrap(s.vs[q * NF + F_BH] + 1, dep)
+        s.vs[q * NF + F_BN] -= 1
         s.occ[r] -= 1
         cnt[C_IN_NET] -= 1
         cnt[C_REPL] -= 1
@@ -565,30 +563,31 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
             s.cwt[cw * sp + k] = 1 if tail else 0
             s.cwn[cw] = k + 1
         if tail:
-            s.imc[q] = 0
-            s.ifront[q] = 0
-            if s.bn[q] == 0:
-                s.ist[q] = 0
+            s.vs[q * NF + F_IMC] = 0
+            s.vs[q * NF + F_IFRONT] = 0
+            if s.vs[q * NF + F_BN] == 0:
+                s.vs[q * NF + F_IST] = 0
             else:
-                npk = s.bpk[q * dep + s.bh[q]]
-                s.ist[q] = 1
+                npk = s.buf[(q * dep + s.vs[q * NF + F_BH]) * 2]
+                s.vs[q * NF + F_IST] = 1
                 s.vawait[r] += 1
                 s.vwm[r * P + p] |= _ONE << np.uint64(v)
-                s.irdy[q] = max(c + 1, s.bt[q * dep + s.bh[q]] + par[RC])
+                # (arrival times are only kept with rc > 0; an arrived flit has bt <= c)
+                s.vs[q * NF + F_IRDY] = c + 1 if par[RC] == 0 else max(c + 1, s.bt[q * dep + s.vs[q * NF + F_BH]] + par[RC])
                 rows = par[ROWS]
                 cols = par[COLS]
                 yx = par[ROUTING] == 1
                 if s.p_mc[npk] == 1:
-                    s.imc[q] = _mc_mask(r, p, s.p_dent[npk], s.p_dcnt[npk], s.m_dst, rows, cols,
+                    s.vs[q * NF + F_IMC] = _mc_mask(r, p, s.p_dent[npk], s.p_dcnt[npk], s.m_dst, rows, cols,
                                         yx)
                 else:
                     o2, lo, hi = _route(r, s.p_src[npk], s.p_dst[npk], rows, cols,
                                         par[TORUS] == 1, yx, nv)
-                    s.iout[q] = o2
-                    s.ilo[q] = lo
-                    s.ihi[q] = hi
+                    s.vs[q * NF + F_IOUT] = o2
+                    s.vs[q * NF + F_ILO] = lo
+                    s.vs[q * NF + F_IHI] = hi
             break
-    if s.bn[q] == 0:
+    if s.vs[q * NF + F_BN] == 0:
         s.pvm[r * P + p] &= ~(_ONE << np.uint64(v))
 
 
@@ -610,16 +609,14 @@ def run_cycles(s, c_end):
     par = s.par
     cnt = s.cnt
     nbr = s.nbr
-    bpk, bfi, bt, bh, bn = s.bpk, s.bfi, s.bt, s.bh, s.bn
-    ist, iout, ilo, ihi, iovc, irdy = s.ist, s.iout, s.ilo, s.ihi, s.iovc, s.irdy
-    imc, ifront, isent, iovm = s.imc, s.ifront, s.isent, s.iovm
+    vs, buf, bt = s.vs, s.buf, s.bt
+    isent, iovm = s.isent, s.iovm
     p_mc, p_dcnt, p_copies, m_dst = s.p_mc, s.p_dcnt, s.p_copies, s.m_dst
-    obusy, ocred = s.obusy, s.ocred
     lpk, lfi, lvc, epk, efi, evc = s.lpk, s.lfi, s.lvc, s.epk, s.efi, s.evc
     cwn, cwv, cwt, swn, swv, swt = s.cwn, s.cwv, s.cwt, s.swn, s.swv, s.swt
     sbusy, scred, scur, sfi, svc, srr = s.sbusy, s.scred, s.scur, s.sfi, s.svc, s.srr
     qhead, qtail = s.qhead, s.qtail
-    va_g, va_a, sa_g, sa_a, sa_v = s.va_g, s.va_a, s.sa_g, s.sa_a, s.sa_v
+    sa_g, sa_a, sa_v = s.sa_g, s.sa_a, s.sa_v
     p_src, p_dst, p_size, p_ctime, p_itime = s.p_src, s.p_dst, s.p_size, s.p_ctime, s.p_itime
     p_hops, p_tag, p_dent, p_next, free = s.p_hops, s.p_tag, s.p_dent, s.p_next, s.free
     rng, gen_prob, perm, hot, hot_frac = s.rng, s.gen_prob, s.perm, s.hot, s.hot_frac
@@ -680,6 +677,9 @@ def run_cycles(s, c_end):
     pstart = np.zeros(P + 1, np.int64)
     pfill = np.zeros(P, np.int64)
     vgrp = np.arange(nv) % sp
+    vjj = np.arange(nv) // sp  # position of VC v in its crossbar input's group
+    e_bidders = np.zeros(pe, np.int64)  # VCs bidding on each crossbar input this cycle
+    e_vc = np.zeros(pe, np.int64)  # the last of them
     # crossbar input e = port * sp + group: its port, group and number of VCs in the group
     e_port = np.arange(pe) // sp
     e_grp = np.arange(pe) % sp
@@ -727,9 +727,9 @@ def run_cycles(s, c_end):
                 k = cwn[cw]
                 for j in range(k):
                     oq = rp * nv + cwv[cw * sp + j]
-                    ocred[oq] += 1
+                    vs[oq * NF + F_OCRED] += 1
                     if wait and cwt[cw * sp + j] != 0:
-                        obusy[oq] = 0
+                        vs[oq * NF + F_OBUSY] = 0
                 cnt[C_CRED] -= k
                 cwn[cw] = 0
             ev_cr_n[slot] = 0
@@ -756,29 +756,30 @@ def run_cycles(s, c_end):
                 lpk[lw] = -1
                 v = lvc[lw]
                 q = rp * nv + v
-                if bn[q] == 0:
+                if vs[q * NF + F_BN] == 0:
                     pvm[rp] |= _ONE << np.uint64(v)
-                pos = q * dep + _wrap(bh[q] + bn[q], dep)
-                bpk[pos] = pk
-                bfi[pos] = lfi[lw]
-                bt[pos] = c
-                bn[q] += 1
+                pos = q * dep + _wrap(vs[q * NF + F_BH] + vs[q * NF + F_BN], dep)
+                buf[pos * 2] = pk
+                buf[pos * 2 + 1] = lfi[lw]
+                if rc > 0:  # only a head's arrival time matters, and only with rc > 0
+                    bt[pos] = c
+                vs[q * NF + F_BN] += 1
                 occ[r] += 1
-                if ist[q] == 0:
+                if vs[q * NF + F_IST] == 0:
                     # a head at an idle VC: route now (lookahead), VC allocation from c + rc
-                    ist[q] = 1
+                    vs[q * NF + F_IST] = 1
                     vawait[r] += 1
                     vwm[rp] |= _ONE << np.uint64(v)
-                    irdy[q] = c + rc
+                    vs[q * NF + F_IRDY] = c + rc
                     if p_mc[pk] == 1:
-                        imc[q] = _mc_mask(r, rp - r * P, p_dent[pk], p_dcnt[pk], m_dst, rows,
+                        vs[q * NF + F_IMC] = _mc_mask(r, rp - r * P, p_dent[pk], p_dcnt[pk], m_dst, rows,
                                           cols, yx)
-                        ifront[q] = 0
+                        vs[q * NF + F_IFRONT] = 0
                     else:
                         o, lo, hi = _route(r, p_src[pk], p_dst[pk], rows, cols, torus, yx, nv)
-                        iout[q] = o
-                        ilo[q] = lo
-                        ihi[q] = hi
+                        vs[q * NF + F_IOUT] = o
+                        vs[q * NF + F_ILO] = lo
+                        vs[q * NF + F_IHI] = hi
             ev_ln_n[slot] = 0
             for ev in range(ev_ej_n[slot]):
                 r = ev_ej[slot * n + ev]
@@ -969,55 +970,55 @@ def run_cycles(s, c_end):
                     low = mw & (~mw + _ONE)
                     mw ^= low
                     i = pp * nv + _DB_IDX[(low * _DEBRUIJN) >> _U58]
-                    if ist[base + i] == 1 and irdy[base + i] <= c and imc[base + i] != 0:
+                    if vs[(base + i) * NF + F_IST] == 1 and vs[(base + i) * NF + F_IRDY] <= c and vs[(base + i) * NF + F_IMC] != 0:
                         # multicast head: an output VC on every branch at once, or none
                         q = base + i
                         ok = True
                         for o in range(P):
-                            if (imc[q] >> o) & 1:
+                            if (vs[q * NF + F_IMC] >> o) & 1:
                                 iovm[q * P + o] = -1
                                 for j in range(nv):
-                                    ov = _wrap(va_a[q] + j, nv)
-                                    if obusy[base + o * nv + ov] == 0:
+                                    ov = _wrap(vs[q * NF + F_VA_A] + j, nv)
+                                    if vs[(base + o * nv + ov) * NF + F_OBUSY] == 0:
                                         iovm[q * P + o] = ov
                                         break
                                 if iovm[q * P + o] < 0:
                                     ok = False
                         if ok:
                             for o in range(P):
-                                if (imc[q] >> o) & 1:
-                                    obusy[base + o * nv + iovm[q * P + o]] = 1
+                                if (vs[q * NF + F_IMC] >> o) & 1:
+                                    vs[(base + o * nv + iovm[q * P + o]) * NF + F_OBUSY] = 1
                                     isent[q * P + o] = 0
-                            va_a[q] = _wrap(va_a[q] + 1, nv)
-                            ist[q] = 2
+                            vs[q * NF + F_VA_A] = _wrap(vs[q * NF + F_VA_A] + 1, nv)
+                            vs[q * NF + F_IST] = 2
                             vawait[r] -= 1
                             vwm[r * P + pp] &= ~low
-                            irdy[q] = c + va_d
-                    elif ist[base + i] == 1 and irdy[base + i] <= c:
+                            vs[q * NF + F_IRDY] = c + va_d
+                    elif vs[(base + i) * NF + F_IST] == 1 and vs[(base + i) * NF + F_IRDY] <= c:
                         reqs[nreq] = i
                         nreq += 1
                         matched[i] = 0
-                        ports |= 1 << iout[base + i]
+                        ports |= 1 << vs[(base + i) * NF + F_IOUT]
             if nreq == 1 and va_islip:
                 # one requester: every free output VC on its route grants it, and it accepts
                 # the one nearest after its pointer (what the iterations below compute)
                 i = reqs[0]
                 q = base + i
                 for j in range(nv):
-                    ov = _wrap(va_a[q] + j, nv)
-                    if ov < ilo[q] or ov >= ihi[q]:
+                    ov = _wrap(vs[q * NF + F_VA_A] + j, nv)
+                    if ov < vs[q * NF + F_ILO] or ov >= vs[q * NF + F_IHI]:
                         continue
-                    oq = base + iout[q] * nv + ov
-                    if obusy[oq] != 0:
+                    oq = base + vs[q * NF + F_IOUT] * nv + ov
+                    if vs[oq * NF + F_OBUSY] != 0:
                         continue
-                    obusy[oq] = 1
-                    iovc[q] = ov
-                    ist[q] = 2
+                    vs[oq * NF + F_OBUSY] = 1
+                    vs[q * NF + F_IOVC] = ov
+                    vs[q * NF + F_IST] = 2
                     vawait[r] -= 1
                     vwm[r * P + i // nv] &= ~(_ONE << np.uint64(i % nv))
-                    irdy[q] = c + va_d
-                    va_g[oq] = _wrap(i + 1, pv)
-                    va_a[q] = _wrap(ov + 1, nv)
+                    vs[q * NF + F_IRDY] = c + va_d
+                    vs[oq * NF + F_VA_G] = _wrap(i + 1, pv)
+                    vs[q * NF + F_VA_A] = _wrap(ov + 1, nv)
                     break
                 nreq = 0
             for it in range(iters if nreq > 0 else 0):
@@ -1027,12 +1028,12 @@ def run_cycles(s, c_end):
                         for o in range(P + 1):
                             pstart[o] = 0
                         for k in range(nreq):
-                            pstart[iout[base + reqs[k]] + 1] += 1
+                            pstart[vs[(base + reqs[k]) * NF + F_IOUT] + 1] += 1
                         for o in range(P):
                             pstart[o + 1] += pstart[o]
                             pfill[o] = pstart[o]
                         for k in range(nreq):
-                            o = iout[base + reqs[k]]
+                            o = vs[(base + reqs[k]) * NF + F_IOUT]
                             preq[pfill[o]] = reqs[k]
                             pfill[o] += 1
                     # grant: every free output VC picks a requester round-robin from its pointer
@@ -1043,16 +1044,16 @@ def run_cycles(s, c_end):
                             continue
                         for ov in range(nv):
                             oq = base + o * nv + ov
-                            if obusy[oq] != 0:
+                            if vs[oq * NF + F_OBUSY] != 0:
                                 continue
                             best = -1
                             bestd = pv
                             for k in range(pstart[o], pstart[o + 1]):
                                 i = preq[k]
                                 q = base + i
-                                if matched[i] or ov < ilo[q] or ov >= ihi[q]:
+                                if matched[i] or ov < vs[q * NF + F_ILO] or ov >= vs[q * NF + F_IHI]:
                                     continue
-                                d = _wrap(i - va_g[oq], pv)
+                                d = _wrap(i - vs[oq * NF + F_VA_G], pv)
                                 if d < bestd:
                                     bestd = d
                                     best = i
@@ -1061,7 +1062,7 @@ def run_cycles(s, c_end):
                             # accept: the requester keeps the grant nearest its own pointer
                             qb = base + best
                             cur = grant[best]
-                            if cur < 0 or _wrap(ov - va_a[qb], nv) < _wrap(cur - va_a[qb], nv):
+                            if cur < 0 or _wrap(ov - vs[qb * NF + F_VA_A], nv) < _wrap(cur - vs[qb * NF + F_VA_A], nv):
                                 grant[best] = ov
                     for k in range(nreq):
                         i = reqs[k]
@@ -1069,17 +1070,17 @@ def run_cycles(s, c_end):
                         if matched[i] or ov < 0:
                             continue
                         q = base + i
-                        oq = base + iout[q] * nv + ov
-                        obusy[oq] = 1
-                        iovc[q] = ov
-                        ist[q] = 2
+                        oq = base + vs[q * NF + F_IOUT] * nv + ov
+                        vs[oq * NF + F_OBUSY] = 1
+                        vs[q * NF + F_IOVC] = ov
+                        vs[q * NF + F_IST] = 2
                         vawait[r] -= 1
                         vwm[r * P + i // nv] &= ~(_ONE << np.uint64(i % nv))
-                        irdy[q] = c + va_d
+                        vs[q * NF + F_IRDY] = c + va_d
                         matched[i] = 1
                         if it == 0:
-                            va_g[oq] = _wrap(i + 1, pv)
-                            va_a[q] = _wrap(ov + 1, nv)
+                            vs[oq * NF + F_VA_G] = _wrap(i + 1, pv)
+                            vs[q * NF + F_VA_A] = _wrap(ov + 1, nv)
                 else:
                     # input-first: each requester picks its next free VC, output VCs arbitrate
                     for k in range(nreq):
@@ -1088,42 +1089,42 @@ def run_cycles(s, c_end):
                         grant[i] = -1
                         if matched[i]:
                             continue
-                        span = ihi[q] - ilo[q]
+                        span = vs[q * NF + F_IHI] - vs[q * NF + F_ILO]
                         for j in range(span):
-                            ov = ilo[q] + (va_a[q] - ilo[q] + j) % span
-                            if obusy[base + iout[q] * nv + ov] == 0:
+                            ov = vs[q * NF + F_ILO] + (vs[q * NF + F_VA_A] - vs[q * NF + F_ILO] + j) % span
+                            if vs[(base + vs[q * NF + F_IOUT] * nv + ov) * NF + F_OBUSY] == 0:
                                 grant[i] = ov
                                 break
                     for k in range(nreq):
                         i = reqs[k]
                         if matched[i] or grant[i] < 0:
                             continue
-                        o = iout[base + i]
+                        o = vs[(base + i) * NF + F_IOUT]
                         ov = grant[i]
                         oq = base + o * nv + ov
-                        if obusy[oq] != 0:
+                        if vs[oq * NF + F_OBUSY] != 0:
                             continue
                         best = -1
                         bestd = pv
                         for k2 in range(nreq):
                             i2 = reqs[k2]
-                            if matched[i2] or grant[i2] != ov or iout[base + i2] != o:
+                            if matched[i2] or grant[i2] != ov or vs[(base + i2) * NF + F_IOUT] != o:
                                 continue
-                            d = _wrap(i2 - va_g[oq], pv)
+                            d = _wrap(i2 - vs[oq * NF + F_VA_G], pv)
                             if d < bestd:
                                 bestd = d
                                 best = i2
                         qb = base + best
-                        obusy[oq] = 1
-                        iovc[qb] = ov
-                        ist[qb] = 2
+                        vs[oq * NF + F_OBUSY] = 1
+                        vs[qb * NF + F_IOVC] = ov
+                        vs[qb * NF + F_IST] = 2
                         vawait[r] -= 1
                         vwm[r * P + best // nv] &= ~(_ONE << np.uint64(best % nv))
-                        irdy[qb] = c + va_d
+                        vs[qb * NF + F_IRDY] = c + va_d
                         matched[best] = 1
                         if it == 0:
-                            va_g[oq] = _wrap(best + 1, pv)
-                            va_a[qb] = _wrap(ov + 1, nv)
+                            vs[oq * NF + F_VA_G] = _wrap(best + 1, pv)
+                            vs[qb * NF + F_VA_A] = _wrap(ov + 1, nv)
 
             # -- switch allocation over (input port x speedup) crossbar inputs; VC v of an
             #    input port uses crossbar input v % speedup
@@ -1137,18 +1138,18 @@ def run_cycles(s, c_end):
                     m ^= low
                     v = _DB_IDX[(low * _DEBRUIJN) >> _U58]
                     q = base + p * nv + v
-                    if ist[q] != 2 or irdy[q] > c:
+                    if vs[q * NF + F_IST] != 2 or vs[q * NF + F_IRDY] > c:
                         continue
                     bids = 0
-                    if imc[q] == 0:
-                        if ocred[base + iout[q] * nv + iovc[q]] > 0:
-                            bids = 1 << iout[q]
+                    if vs[q * NF + F_IMC] == 0:
+                        if vs[(base + vs[q * NF + F_IOUT] * nv + vs[q * NF + F_IOVC]) * NF + F_OCRED] > 0:
+                            bids = 1 << vs[q * NF + F_IOUT]
                     else:
-                        size = p_size[bpk[q * dep + bh[q]]]
+                        size = p_size[buf[(q * dep + vs[q * NF + F_BH]) * 2]]
                         for o in range(P):
                             f = isent[q * P + o]
-                            if ((imc[q] >> o) & 1 and f < size and f < ifront[q] + bn[q]
-                                    and ocred[base + o * nv + iovm[q * P + o]] > 0):
+                            if ((vs[q * NF + F_IMC] >> o) & 1 and f < size and f < vs[q * NF + F_IFRONT] + vs[q * NF + F_BN]
+                                    and vs[(base + o * nv + iovm[q * P + o]) * NF + F_OCRED] > 0):
                                 bids |= 1 << o
                     if bids != 0:
                         e = p * sp + vgrp[v]
@@ -1156,6 +1157,9 @@ def run_cycles(s, c_end):
                             elist[nre] = e
                             nre += 1
                             match_e[e] = -1
+                            e_bidders[e] = 0
+                        e_bidders[e] += 1
+                        e_vc[e] = v
                         mask[e] |= bids
                         omask |= bids
             if nre == 0:
@@ -1294,23 +1298,27 @@ def run_cycles(s, c_end):
                 p = e_port[e]
                 grp = e_grp[e]
                 n_grp = e_ngrp[e]
-                start = sa_v[r * pe + e]
                 v = -1
                 jj = 0
-                for j in range(n_grp):
+                if e_bidders[e] == 1 and vs[(base + p * nv + e_vc[e]) * NF + F_IMC] == 0:
+                    # the only VC that bid on this input: the scan below would find it
+                    v = e_vc[e]
+                    jj = vjj[v]
+                start = sa_v[r * pe + e]
+                for j in range(n_grp if v < 0 else 0):
                     jj = _wrap(start + j, n_grp)
                     q = base + p * nv + grp + jj * sp
-                    if ist[q] != 2 or bn[q] == 0 or irdy[q] > c:
+                    if vs[q * NF + F_IST] != 2 or vs[q * NF + F_BN] == 0 or vs[q * NF + F_IRDY] > c:
                         continue
-                    if imc[q] == 0:
-                        if iout[q] == o and ocred[base + o * nv + iovc[q]] > 0:
+                    if vs[q * NF + F_IMC] == 0:
+                        if vs[q * NF + F_IOUT] == o and vs[(base + o * nv + vs[q * NF + F_IOVC]) * NF + F_OCRED] > 0:
                             v = grp + jj * sp
                             break
                     else:
                         f = isent[q * P + o]
-                        if ((imc[q] >> o) & 1 and f < p_size[bpk[q * dep + bh[q]]]
-                                and f < ifront[q] + bn[q]
-                                and ocred[base + o * nv + iovm[q * P + o]] > 0):
+                        if ((vs[q * NF + F_IMC] >> o) & 1 and f < p_size[buf[(q * dep + vs[q * NF + F_BH]) * 2]]
+                                and f < vs[q * NF + F_IFRONT] + vs[q * NF + F_BN]
+                                and vs[(base + o * nv + iovm[q * P + o]) * NF + F_OCRED] > 0):
                             v = grp + jj * sp
                             break
                 if first_e[e] == 0:
@@ -1318,31 +1326,31 @@ def run_cycles(s, c_end):
                     sa_a[r * pe + e] = _wrap(o + 1, P)
                     sa_v[r * pe + e] = _wrap(jj + 1, n_grp)
                 q = base + p * nv + v
-                if imc[q] != 0:
+                if vs[q * NF + F_IMC] != 0:
                     # the crossbar input drives every free output that wants the same flit
                     fi = isent[q * P + o]
                     branches = 1 << o
                     for b in range(P):
-                        if (b != o and (imc[q] >> b) & 1 and not (matched_o >> b) & 1
+                        if (b != o and (vs[q * NF + F_IMC] >> b) & 1 and not (matched_o >> b) & 1
                                 and isent[q * P + b] == fi
-                                and ocred[base + b * nv + iovm[q * P + b]] > 0):
+                                and vs[(base + b * nv + iovm[q * P + b]) * NF + F_OCRED] > 0):
                             branches |= 1 << b
                             matched_o |= 1 << b
                     for b in range(P):
                         if (branches >> b) & 1:
                             _mc_send(s, r, p, v, b, c, measuring, slot_fly, slot_ej, slot_cd)
                     continue
-                slot_b = q * dep + bh[q]
-                pk = bpk[slot_b]
-                fi = bfi[slot_b]
-                bh[q] = _wrap(bh[q] + 1, dep)
-                bn[q] -= 1
-                if bn[q] == 0:
+                slot_b = q * dep + vs[q * NF + F_BH]
+                pk = buf[slot_b * 2]
+                fi = buf[slot_b * 2 + 1]
+                vs[q * NF + F_BH] = _wrap(vs[q * NF + F_BH] + 1, dep)
+                vs[q * NF + F_BN] -= 1
+                if vs[q * NF + F_BN] == 0:
                     pvm[r * P + p] &= ~(_ONE << np.uint64(v))
                 occ[r] -= 1
-                ov = iovc[q]
+                ov = vs[q * NF + F_IOVC]
                 oq = base + o * nv + ov
-                ocred[oq] -= 1
+                vs[oq * NF + F_OCRED] -= 1
                 tail = fi == p_size[pk] - 1
                 # the freed buffer slot's credit goes back upstream
                 tc = slot_cd
@@ -1390,27 +1398,27 @@ def run_cycles(s, c_end):
                     link_flits[r * P + o] += 1
                 if tail:
                     if not wait:
-                        obusy[oq] = 0
-                    if bn[q] == 0:
-                        ist[q] = 0
+                        vs[oq * NF + F_OBUSY] = 0
+                    if vs[q * NF + F_BN] == 0:
+                        vs[q * NF + F_IST] = 0
                     else:
                         # the next packet's head is at the front: VC allocation from c + 1
                         # the next packet's head is at the front: VC allocation from c + 1
-                        npk = bpk[q * dep + bh[q]]
-                        ist[q] = 1
+                        npk = buf[(q * dep + vs[q * NF + F_BH]) * 2]
+                        vs[q * NF + F_IST] = 1
                         vawait[r] += 1
                         vwm[r * P + p] |= _ONE << np.uint64(v)
-                        irdy[q] = max(c + 1, bt[q * dep + bh[q]] + rc)
+                        vs[q * NF + F_IRDY] = c + 1 if rc == 0 else max(c + 1, bt[q * dep + vs[q * NF + F_BH]] + rc)
                         if p_mc[npk] == 1:
-                            imc[q] = _mc_mask(r, p, p_dent[npk], p_dcnt[npk], m_dst, rows, cols,
+                            vs[q * NF + F_IMC] = _mc_mask(r, p, p_dent[npk], p_dcnt[npk], m_dst, rows, cols,
                                               yx)
-                            ifront[q] = 0
+                            vs[q * NF + F_IFRONT] = 0
                         else:
                             o2, lo, hi = _route(r, p_src[npk], p_dst[npk], rows, cols, torus,
                                                 yx, nv)
-                            iout[q] = o2
-                            ilo[q] = lo
-                            ihi[q] = hi
+                            vs[q * NF + F_IOUT] = o2
+                            vs[q * NF + F_ILO] = lo
+                            vs[q * NF + F_IHI] = hi
         if measuring:
             for r in range(n):
                 occ_sum[r] += occ[r]

@@ -29,6 +29,9 @@ class NocDeadlockError(RuntimeError):
     trace's task graph can never complete; the message names the routers and VCs involved."""
 
 
+_MAX_CYCLE = 2**31 - 2**20  # cycle stamps are int32 in the kernel, with room for delays
+
+
 def _wheel(config: NocConfig) -> int:
     return max(config.sa_delay + config.st_delay + config.link_latency + 1,
                config.st_delay + config.link_latency + config.credit_delay) + 1
@@ -99,15 +102,14 @@ def _build_state(
         tr = _trace_arrays(config, None)
 
     cnt[K.C_HEAPED] = int(tr["hp_n"].sum())
+    vs = np.zeros((nq, K.NF), i32)
+    vs[:, K.F_OCRED] = d
+    buf = np.zeros((nq * d, 2), i32)
+    buf[:, 0] = -1
     return K.KernelState(
         par=par, cnt=cnt, nbr=topo.nbr,
-        bpk=np.full(nq * d, -1, i32), bfi=np.zeros(nq * d, i32), bt=np.zeros(nq * d, i64),
-        bh=np.zeros(nq, i32), bn=np.zeros(nq, i32), ist=np.zeros(nq, np.int8),
-        iout=np.zeros(nq, i32), ilo=np.zeros(nq, i32), ihi=np.zeros(nq, i32),
-        iovc=np.zeros(nq, i32), irdy=np.zeros(nq, i64),
-        imc=np.zeros(nq, i32), ifront=np.zeros(nq, i32), isent=np.zeros(nq * K.P, i32),
-        iovm=np.zeros(nq * K.P, i32),
-        obusy=np.zeros(nq, np.int8), ocred=np.full(nq, d, i32),
+        vs=vs.reshape(-1), buf=buf.reshape(-1), bt=np.zeros(nq * d, i32),
+        isent=np.zeros(nq * K.P, i32), iovm=np.zeros(nq * K.P, i32),
         lpk=np.full(n * K.P * w, -1, i32), lfi=np.zeros(n * K.P * w, i32),
         lvc=np.zeros(n * K.P * w, i32),
         epk=np.full(n * w, -1, i32), efi=np.zeros(n * w, i32), evc=np.zeros(n * w, i32),
@@ -117,7 +119,6 @@ def _build_state(
         sbusy=np.zeros(n * v, np.int8), scred=np.full(n * v, d, i32),
         scur=np.full(n, -1, i32), sfi=np.zeros(n, i32), svc=np.zeros(n, i32),
         srr=np.zeros(n, i32), qhead=np.full(n, -1, i32), qtail=np.full(n, -1, i32),
-        va_g=np.zeros(nq, i32), va_a=np.zeros(nq, i32),
         sa_g=np.zeros(n * K.P, i32), sa_a=np.zeros(n * K.P * sp, i32),
         sa_v=np.zeros(n * K.P * sp, i32),
         p_src=np.zeros(pool, i32), p_dst=np.zeros(pool, i32), p_size=np.ones(pool, i32),
@@ -220,18 +221,19 @@ def _grow(s: K.KernelState) -> K.KernelState:
 
 def _stall_report(config: NocConfig, s: K.KernelState, cycle: int) -> str:
     v, d = config.vcs, config.buffer_depth
-    held = np.flatnonzero(s.bn > 0)
+    vcs = s.vs.reshape(-1, K.NF)
+    held = np.flatnonzero(vcs[:, K.F_BN] > 0)
     lines = []
     for q in held[:12]:
         r, rest = divmod(int(q), 5 * v)
         p, vc = divmod(rest, v)
-        state = ("idle", "waiting for a VC", "active")[int(s.ist[q])]
-        o = int(s.iout[q])
-        oq = (r * 5 + o) * v + int(s.iovc[q])
+        ist, o, ovc = (int(x) for x in vcs[q, [K.F_IST, K.F_IOUT, K.F_IOVC]])
+        state = ("idle", "waiting for a VC", "active")[ist]
+        oq = (r * 5 + o) * v + ovc
         lines.append(
             f"router {r} (x={r % config.cols}, y={r // config.cols}) input {PORT_NAMES[p]} "
-            f"VC {vc}: {int(s.bn[q])}/{d} flits, {state}, wants output {PORT_NAMES[o]}"
-            + (f" VC {int(s.iovc[q])} ({int(s.ocred[oq])} credits)" if s.ist[q] == 2 else "")
+            f"VC {vc}: {int(vcs[q, K.F_BN])}/{d} flits, {state}, wants output {PORT_NAMES[o]}"
+            + (f" VC {ovc} ({int(vcs[oq, K.F_OCRED])} credits)" if ist == 2 else "")
         )
     more = f"\n  ... and {held.size - 12} more VCs" if held.size > 12 else ""
     return (
@@ -282,8 +284,15 @@ def simulate_noc(
             raise NocConfigError(f"{name}: expected an integer >= {lo}, got {val!r}")
     if cycles is not None and (not isinstance(cycles, int) or cycles < 1):
         raise NocConfigError(f"cycles: expected an integer >= 1, got {cycles!r}")
-    rng = np.random.default_rng(seed)
     is_trace = isinstance(traffic, Trace)
+    last = max_cycles if is_trace else (cycles if cycles is not None
+                                        else warmup + measure + max_drain)
+    if last > _MAX_CYCLE:
+        raise NocConfigError(
+            f"run length: the kernel keeps cycles as int32, so a run must end before cycle "
+            f"{_MAX_CYCLE:,}; got {last:,} (max_cycles, cycles or warmup + measure + max_drain)"
+        )
+    rng = np.random.default_rng(seed)
     if not is_trace and not isinstance(traffic, SyntheticTraffic):
         raise TypeError("traffic must be a SyntheticTraffic or a Trace")
     if is_trace:
