@@ -309,8 +309,13 @@ def test_allocator_and_router_variants(knobs):
 
 
 def test_more_allocator_iterations_never_lose_throughput():
-    one = simulate_noc(NocConfig(rows=6, cols=6, vcs=2), SyntheticTraffic(rate=1.0),
-                       warmup=300, measure=1500)
-    two = simulate_noc(NocConfig(rows=6, cols=6, vcs=2, alloc_iters=3),
-                       SyntheticTraffic(rate=1.0), warmup=300, measure=1500)
-    assert two.accepted_rate >= 0.97 * one.accepted_rate
+    # saturated throughput over three seeds (one short run varies by +-2 %)
+    def mean_accepted(iters: int) -> float:
+        cfg = NocConfig(rows=6, cols=6, vcs=2, alloc_iters=iters)
+        return float(np.mean([
+            simulate_noc(cfg, SyntheticTraffic(rate=1.0), warmup=300, measure=4000,
+                         seed=seed).accepted_rate
+            for seed in range(3)
+        ]))
+
+    assert mean_accepted(3) >= 0.98 * mean_accepted(1)

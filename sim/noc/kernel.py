@@ -70,6 +70,7 @@ NF = 16
     C_T_NET2, C_MAXLAT, C_GEN_FLITS, C_T_FLITSUM, C_NEXT_EV, C_REPL,
 ) = range(29)
 N_CNT = 32
+_NEVER = np.int64(2**62)
 
 # kernel exit codes
 ST_END, ST_GROW, ST_STALL, ST_DONE, ST_TRACE_STALL = range(5)
@@ -147,6 +148,7 @@ class KernelState(NamedTuple):
     hot: np.ndarray  # int32 hotspot routers
     hot_frac: np.ndarray  # float64 (1,)
     burst_on: np.ndarray  # uint8 (N,)
+    gen_next: np.ndarray  # int64 (N,) next cycle a Bernoulli source generates (-1: not drawn)
     size_flits: np.ndarray  # int32 (1,) packet flits of synthetic traffic
     # statistics
     acc: np.ndarray  # ejected flits per node in the window
@@ -213,6 +215,17 @@ def _rand(rng, n):
     z = (z ^ (z >> _U27)) * _MIX2
     z = z ^ (z >> _U31)
     return float(z >> _U11) * _INV53
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _gap(rng, n, p, log_miss):
+    """Cycles from one success of node n's Bernoulli(p) trials to the next (geometric, >= 1)."""
+    if p >= 1.0:
+        return 1
+    if p <= 0.0:
+        return _NEVER
+    k = np.log1p(-_rand(rng, n)) / log_miss
+    return 1 + int(min(k, 4.0e18))
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -318,7 +331,6 @@ def _mc_mask(r, p, k0, cnt, m_dst, rows, cols, yx):
 # compilation); the helpers it calls take the few arrays they need.
 
 TR_CYCLE, TR_NEXT = range(2)
-_NEVER = np.int64(2**62)
 
 
 @njit(cache=True, error_model="numpy")
@@ -620,7 +632,7 @@ def run_cycles(s, c_end):
     p_src, p_dst, p_size, p_ctime, p_itime = s.p_src, s.p_dst, s.p_size, s.p_ctime, s.p_itime
     p_hops, p_tag, p_dent, p_next, free = s.p_hops, s.p_tag, s.p_dent, s.p_next, s.free
     rng, gen_prob, perm, hot, hot_frac = s.rng, s.gen_prob, s.perm, s.hot, s.hot_frac
-    burst_on = s.burst_on
+    burst_on, gen_next = s.burst_on, s.gen_next
     acc, occ, occ_sum, link_flits = s.acc, s.occ, s.occ_sum, s.link_flits
     vawait, pvm, vwm = s.vawait, s.pvm, s.vwm
     ev_ln, ev_ln_n, ev_ej, ev_ej_n = s.ev_ln, s.ev_ln_n, s.ev_ej, s.ev_ej_n
@@ -661,6 +673,7 @@ def run_cycles(s, c_end):
     burst = par[BURST] == 1
     pattern = par[PATTERN]
     pgen = gen_prob[0]
+    log_miss = np.log1p(-pgen) if pgen < 1.0 else -np.inf
     size_synth = s.size_flits[0]
     n_hot = hot.shape[0]
     reqs = np.empty(pv, np.int64)
@@ -869,8 +882,20 @@ def run_cycles(s, c_end):
                         burst_on[r] = 1
                     if burst_on[r] == 0:
                         continue
-                if _rand(rng, r) >= pgen:
-                    continue
+                    if _rand(rng, r) >= pgen:
+                        continue
+                else:
+                    # Bernoulli trials, one per cycle, drawn as the geometric gaps between
+                    # successes: the same process, one random number per packet
+                    g = gen_next[r]
+                    if g > c:
+                        continue
+                    if g < 0:  # the first cycle: its first success is gap - 1 cycles on
+                        g = c - 1 + _gap(rng, r, pgen, log_miss)
+                        gen_next[r] = g
+                        if g != c:
+                            continue
+                    gen_next[r] = c + _gap(rng, r, pgen, log_miss)
                 if pattern == 1:
                     dst = perm[r]
                 else:

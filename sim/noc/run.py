@@ -128,7 +128,7 @@ def _build_state(
         free=np.arange(pool, dtype=i32)[::-1].copy(),
         rng=rng.integers(0, 2**64, size=n, dtype=np.uint64, endpoint=False),
         gen_prob=gen_prob, perm=perm, hot=hot, hot_frac=hot_frac,
-        burst_on=np.zeros(n, np.uint8), size_flits=size,
+        burst_on=np.zeros(n, np.uint8), gen_next=np.full(n, -1, i64), size_flits=size,
         acc=np.zeros(n, i64), occ=np.zeros(n, i64), occ_sum=np.zeros(n, i64),
         vawait=np.zeros(n, i32), pvm=np.zeros(n * K.P, np.uint64),
         vwm=np.zeros(n * K.P, np.uint64),
