@@ -22,7 +22,7 @@ from sim.noc import run as R
 
 
 def _in_flight(res_state) -> int:
-    return int(res_state.vs[K.F_BN::K.NF].sum() + (res_state.lpk >= 0).sum() + (res_state.epk >= 0).sum())
+    return int(res_state.vs[K.F_BN::K.NF].sum() + (res_state.lnk[::3] >= 0).sum() + (res_state.ejw[::3] >= 0).sum())
 
 
 def test_flit_conservation_after_fixed_run():

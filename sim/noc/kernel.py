@@ -101,19 +101,14 @@ class KernelState(NamedTuple):
     bt: np.ndarray
     isent: np.ndarray  # multicast: (VC, port) next flit index to send on that branch
     iovm: np.ndarray  # multicast: (VC, port) output VC of that branch
-    # wheels: links (per input port), ejection (per router), credits (per output port, source)
-    lpk: np.ndarray
-    lfi: np.ndarray
-    lvc: np.ndarray
-    epk: np.ndarray
-    efi: np.ndarray
-    evc: np.ndarray
+    # wheels: links (per input port) and ejection (per router) hold (packet, flit index, VC)
+    # per slot; credits (per output port, and per source) hold a count and 2 * VC + tail each
+    lnk: np.ndarray
+    ejw: np.ndarray
     cwn: np.ndarray
-    cwv: np.ndarray
-    cwt: np.ndarray
+    cwq: np.ndarray
     swn: np.ndarray
-    swv: np.ndarray
-    swt: np.ndarray
+    swq: np.ndarray
     # sources
     sbusy: np.ndarray
     scred: np.ndarray
@@ -521,17 +516,17 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
         ew = r * w + slot_ej
         s.ev_ej[slot_ej * n + s.ev_ej_n[slot_ej]] = r
         s.ev_ej_n[slot_ej] += 1
-        s.epk[ew] = pk
-        s.efi[ew] = fi
-        s.evc[ew] = ov
+        s.ejw[ew * 3] = pk
+        s.ejw[ew * 3 + 1] = fi
+        s.ejw[ew * 3 + 2] = ov
     else:
         drp = s.nbr[r, o] * P + OPP[o]
         lw = drp * w + slot_fly
         s.ev_ln[slot_fly * nrp + s.ev_ln_n[slot_fly]] = drp
         s.ev_ln_n[slot_fly] += 1
-        s.lpk[lw] = pk
-        s.lfi[lw] = fi
-        s.lvc[lw] = ov
+        s.lnk[lw * 3] = pk
+        s.lnk[lw * 3 + 1] = fi
+        s.lnk[lw * 3 + 2] = ov
     if fi == 0:
         s.p_hops[pk] += 1
     cnt[C_FLIT_HOPS] += 1
@@ -561,8 +556,7 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
             if k == 0:
                 s.ev_sc[slot_cd * n + s.ev_sc_n[slot_cd]] = r
                 s.ev_sc_n[slot_cd] += 1
-            s.swv[sw * sp + k] = v
-            s.swt[sw * sp + k] = 1 if tail else 0
+            s.swq[sw * sp + k] = 2 * v + (1 if tail else 0)
             s.swn[sw] = k + 1
         else:
             urp = s.nbr[r, p] * P + OPP[p]
@@ -571,8 +565,7 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
             if k == 0:
                 s.ev_cr[slot_cd * nrp + s.ev_cr_n[slot_cd]] = urp
                 s.ev_cr_n[slot_cd] += 1
-            s.cwv[cw * sp + k] = v
-            s.cwt[cw * sp + k] = 1 if tail else 0
+            s.cwq[cw * sp + k] = 2 * v + (1 if tail else 0)
             s.cwn[cw] = k + 1
         if tail:
             s.vs[q * NF + F_IMC] = 0
@@ -624,8 +617,8 @@ def run_cycles(s, c_end):
     vs, buf, bt = s.vs, s.buf, s.bt
     isent, iovm = s.isent, s.iovm
     p_mc, p_dcnt, p_copies, m_dst = s.p_mc, s.p_dcnt, s.p_copies, s.m_dst
-    lpk, lfi, lvc, epk, efi, evc = s.lpk, s.lfi, s.lvc, s.epk, s.efi, s.evc
-    cwn, cwv, cwt, swn, swv, swt = s.cwn, s.cwv, s.cwt, s.swn, s.swv, s.swt
+    lnk, ejw = s.lnk, s.ejw
+    cwn, cwq, swn, swq = s.cwn, s.cwq, s.swn, s.swq
     sbusy, scred, scur, sfi, svc, srr = s.sbusy, s.scred, s.scur, s.sfi, s.svc, s.srr
     qhead, qtail = s.qhead, s.qtail
     sa_g, sa_a, sa_v = s.sa_g, s.sa_a, s.sa_v
@@ -739,9 +732,10 @@ def run_cycles(s, c_end):
                 cw = rp * w + slot
                 k = cwn[cw]
                 for j in range(k):
-                    oq = rp * nv + cwv[cw * sp + j]
+                    cr = cwq[cw * sp + j]  # 2 * VC + (1 for a tail's credit)
+                    oq = rp * nv + (cr >> 1)
                     vs[oq * NF + F_OCRED] += 1
-                    if wait and cwt[cw * sp + j] != 0:
+                    if wait and cr & 1:
                         vs[oq * NF + F_OBUSY] = 0
                 cnt[C_CRED] -= k
                 cwn[cw] = 0
@@ -751,9 +745,10 @@ def run_cycles(s, c_end):
                 sw = r * w + slot
                 k = swn[sw]
                 for j in range(k):
-                    v = swv[sw * sp + j]
+                    cr = swq[sw * sp + j]
+                    v = cr >> 1
                     scred[r * nv + v] += 1
-                    if wait and swt[sw * sp + j] != 0:
+                    if wait and cr & 1:
                         sbusy[r * nv + v] = 0
                 cnt[C_CRED] -= k
                 swn[sw] = 0
@@ -765,15 +760,15 @@ def run_cycles(s, c_end):
                 rp = ev_ln[slot * nrp + ev]
                 r = rp // P
                 lw = rp * w + slot
-                pk = lpk[lw]
-                lpk[lw] = -1
-                v = lvc[lw]
+                pk = lnk[lw * 3]
+                lnk[lw * 3] = -1
+                v = lnk[lw * 3 + 2]
                 q = rp * nv + v
                 if vs[q * NF + F_BN] == 0:
                     pvm[rp] |= _ONE << np.uint64(v)
                 pos = q * dep + _wrap(vs[q * NF + F_BH] + vs[q * NF + F_BN], dep)
                 buf[pos * 2] = pk
-                buf[pos * 2 + 1] = lfi[lw]
+                buf[pos * 2 + 1] = lnk[lw * 3 + 1]
                 if rc > 0:  # only a head's arrival time matters, and only with rc > 0
                     bt[pos] = c
                 vs[q * NF + F_BN] += 1
@@ -797,9 +792,9 @@ def run_cycles(s, c_end):
             for ev in range(ev_ej_n[slot]):
                 r = ev_ej[slot * n + ev]
                 e = r * w + slot
-                pk = epk[e]
-                epk[e] = -1
-                fi = efi[e]
+                pk = ejw[e * 3]
+                ejw[e * 3] = -1
+                fi = ejw[e * 3 + 1]
                 cnt[C_EJ] += 1
                 cnt[C_IN_NET] -= 1
                 cnt[C_PROGRESS] = c
@@ -816,8 +811,7 @@ def run_cycles(s, c_end):
                 if kk == 0:
                     ev_cr[slot_cd_ej * nrp + ev_cr_n[slot_cd_ej]] = r * P
                     ev_cr_n[slot_cd_ej] += 1
-                cwv[tc * sp + kk] = evc[e]
-                cwt[tc * sp + kk] = 1 if tail else 0
+                cwq[tc * sp + kk] = 2 * ejw[e * 3 + 2] + (1 if tail else 0)
                 cwn[tc] = kk + 1
                 cnt[C_CRED] += 1
                 if tail:
@@ -966,9 +960,9 @@ def run_cycles(s, c_end):
                 lw = (r * P) * w + slot_link
                 ev_ln[slot_link * nrp + ev_ln_n[slot_link]] = r * P
                 ev_ln_n[slot_link] += 1
-                lpk[lw] = pk
-                lfi[lw] = fi
-                lvc[lw] = v
+                lnk[lw * 3] = pk
+                lnk[lw * 3 + 1] = fi
+                lnk[lw * 3 + 2] = v
                 cnt[C_INJ] += 1
                 cnt[C_IN_NET] += 1
                 cnt[C_PROGRESS] = c
@@ -1386,8 +1380,7 @@ def run_cycles(s, c_end):
                     if k == 0:
                         ev_sc[tc * n + ev_sc_n[tc]] = r
                         ev_sc_n[tc] += 1
-                    swv[sw * sp + k] = v
-                    swt[sw * sp + k] = 1 if tail else 0
+                    swq[sw * sp + k] = 2 * v + (1 if tail else 0)
                     swn[sw] = k + 1
                 else:
                     urp = nbr[r, p] * P + OPP[p]
@@ -1396,25 +1389,24 @@ def run_cycles(s, c_end):
                     if k == 0:
                         ev_cr[tc * nrp + ev_cr_n[tc]] = urp
                         ev_cr_n[tc] += 1
-                    cwv[cw * sp + k] = v
-                    cwt[cw * sp + k] = 1 if tail else 0
+                    cwq[cw * sp + k] = 2 * v + (1 if tail else 0)
                     cwn[cw] = k + 1
                 # the flit: onto the link, or to the terminal (read one cycle after arrival)
                 if o == 0:
                     ew = r * w + slot_ej
                     ev_ej[slot_ej * n + ev_ej_n[slot_ej]] = r
                     ev_ej_n[slot_ej] += 1
-                    epk[ew] = pk
-                    efi[ew] = fi
-                    evc[ew] = ov
+                    ejw[ew * 3] = pk
+                    ejw[ew * 3 + 1] = fi
+                    ejw[ew * 3 + 2] = ov
                 else:
                     drp = nbr[r, o] * P + OPP[o]
                     lw = drp * w + slot_fly
                     ev_ln[slot_fly * nrp + ev_ln_n[slot_fly]] = drp
                     ev_ln_n[slot_fly] += 1
-                    lpk[lw] = pk
-                    lfi[lw] = fi
-                    lvc[lw] = ov
+                    lnk[lw * 3] = pk
+                    lnk[lw * 3 + 1] = fi
+                    lnk[lw * 3 + 2] = ov
                 if fi == 0:
                     p_hops[pk] += 1
                 cnt[C_FLIT_HOPS] += 1

@@ -37,6 +37,13 @@ def _wheel(config: NocConfig) -> int:
                config.st_delay + config.link_latency + config.credit_delay) + 1
 
 
+def _wheel_slots(n: int) -> np.ndarray:
+    """(packet, flit index, VC) per slot of a flit wheel; packet -1 = empty."""
+    slots = np.zeros((n, 3), np.int32)
+    slots[:, 0] = -1
+    return slots.reshape(-1)
+
+
 def _build_state(
     config: NocConfig,
     *,
@@ -110,12 +117,9 @@ def _build_state(
         par=par, cnt=cnt, nbr=topo.nbr,
         vs=vs.reshape(-1), buf=buf.reshape(-1), bt=np.zeros(nq * d, i32),
         isent=np.zeros(nq * K.P, i32), iovm=np.zeros(nq * K.P, i32),
-        lpk=np.full(n * K.P * w, -1, i32), lfi=np.zeros(n * K.P * w, i32),
-        lvc=np.zeros(n * K.P * w, i32),
-        epk=np.full(n * w, -1, i32), efi=np.zeros(n * w, i32), evc=np.zeros(n * w, i32),
-        cwn=np.zeros(n * K.P * w, i32), cwv=np.zeros(n * K.P * w * sp, i32),
-        cwt=np.zeros(n * K.P * w * sp, np.int8),
-        swn=np.zeros(n * w, i32), swv=np.zeros(n * w * sp, i32), swt=np.zeros(n * w * sp, np.int8),
+        lnk=_wheel_slots(n * K.P * w), ejw=_wheel_slots(n * w),
+        cwn=np.zeros(n * K.P * w, i32), cwq=np.zeros(n * K.P * w * sp, i32),
+        swn=np.zeros(n * w, i32), swq=np.zeros(n * w * sp, i32),
         sbusy=np.zeros(n * v, np.int8), scred=np.full(n * v, d, i32),
         scur=np.full(n, -1, i32), sfi=np.zeros(n, i32), svc=np.zeros(n, i32),
         srr=np.zeros(n, i32), qhead=np.full(n, -1, i32), qtail=np.full(n, -1, i32),
