@@ -100,7 +100,7 @@ def test_watchdog_names_blocked_routers():
     cfg = NocConfig(rows=3, cols=3, vcs=2, watchdog_cycles=200)
     s = R._build_state(cfg, pool=4096, rng=np.random.default_rng(0),
                        traffic=SyntheticTraffic(rate=0.2), trace=None)
-    s.vs[K.F_OCRED::K.NF] = 0  # every credit lost: nothing can leave a router
+    s.ovs[K.O_CRED::K.NO] = 0  # every credit lost: nothing can leave a router
     with pytest.raises(NocDeadlockError, match=r"(?s)no flit moved for 200 cycles.*router \d+ \(x="):
         R._advance(cfg, s, 5000, [0.0])
 

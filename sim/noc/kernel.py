@@ -50,17 +50,17 @@ VALLOC, SALLOC, ITERS, MODE, PATTERN, BURST, WARM, MEND, DRAIN, WATCHDOG, MC = r
 N_PAR = 27
 MODE_SYNTH, MODE_TRACE = 0, 1
 
-# ------------------------------------------------------- fields of a virtual channel (vs)
-# Input side: state (0 idle, 1 head waiting for VA, 2 active: holds an output VC), buffered
-# flits, buffer head slot, cycle from which the front flit may be allocated, route (output
-# port, VC range [lo, hi)), granted output VC, multicast branch-port mask (0 = unicast) and
-# front flit index, VA accept pointer. Output side (same index layout by output port): busy
-# (allocated to a packet), credits, VA grant pointer. One VC's fields share a cache line.
-(
-    F_IST, F_BN, F_BH, F_IRDY, F_IOUT, F_IOVC, F_ILO, F_IHI, F_IMC, F_IFRONT, F_VA_A,
-    F_OBUSY, F_OCRED, F_VA_G,
-) = range(14)
+# ------------------------------------------------------- fields of a virtual channel
+# Input VC (vs, NF int32 each, one cache line): state (0 idle, 1 head waiting for VA, 2
+# active: holds an output VC), buffered flits, buffer head slot, cycle from which the front
+# flit may be allocated, route (output port, VC range [lo, hi)), granted output VC, multicast
+# branch-port mask (0 = unicast) and front flit index, VA accept pointer. Output VC (ovs, NO
+# int32 each, an output port's VCs side by side): allocated to a packet, credits, VA grant
+# pointer.
+F_IST, F_BN, F_BH, F_IRDY, F_IOUT, F_IOVC, F_ILO, F_IHI, F_IMC, F_IFRONT, F_VA_A = range(11)
 NF = 16
+O_BUSY, O_CRED, O_VA_G = range(3)  # fields of an output VC (ovs)
+NO = 4
 
 # --------------------------------------------------------------------- scalar counter indices
 (
@@ -94,8 +94,9 @@ class KernelState(NamedTuple):
     par: np.ndarray  # int64 (N_PAR,)
     cnt: np.ndarray  # int64 (N_CNT,) scalar counters
     nbr: np.ndarray  # int32 (N, 5)
-    # virtual channels: NF int32 fields per VC (F_* below), input and output side
+    # virtual channels: NF int32 fields per input VC (F_*), NO per output VC (O_*)
     vs: np.ndarray
+    ovs: np.ndarray
     # input VC buffers: (packet, flit index) per slot; arrival cycles (kept only with rc > 0)
     buf: np.ndarray
     bt: np.ndarray
@@ -118,7 +119,7 @@ class KernelState(NamedTuple):
     srr: np.ndarray
     qhead: np.ndarray
     qtail: np.ndarray
-    # allocator pointers (VC allocation: fields F_VA_A, F_VA_G of vs)
+    # switch allocator pointers (the VC allocator's are fields F_VA_A and O_VA_G)
     sa_g: np.ndarray
     sa_a: np.ndarray
     sa_v: np.ndarray
@@ -508,7 +509,7 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
     size = s.p_size[pk]
     ov = s.iovm[q * P + o]
     oq = (r * P + o) * nv + ov
-    s.vs[oq * NF + F_OCRED] -= 1
+    s.ovs[oq * NO + O_CRED] -= 1
     s.isent[q * P + o] = fi + 1
     cnt[C_IN_NET] += 1  # one more copy in flight; the buffered original leaves below
     cnt[C_REPL] += 1
@@ -534,7 +535,7 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
     if measuring:
         s.link_flits[r * P + o] += 1
     if fi == size - 1 and par[WAIT] == 0:
-        s.vs[oq * NF + F_OBUSY] = 0
+        s.ovs[oq * NO + O_BUSY] = 0
     # flits every branch has sent leave the buffer
     low = size
     for b in range(P):
@@ -614,7 +615,7 @@ def run_cycles(s, c_end):
     par = s.par
     cnt = s.cnt
     nbr = s.nbr
-    vs, buf, bt = s.vs, s.buf, s.bt
+    vs, ovs, buf, bt = s.vs, s.ovs, s.buf, s.bt
     isent, iovm = s.isent, s.iovm
     p_mc, p_dcnt, p_copies, m_dst = s.p_mc, s.p_dcnt, s.p_copies, s.m_dst
     lnk, ejw = s.lnk, s.ejw
@@ -734,9 +735,9 @@ def run_cycles(s, c_end):
                 for j in range(k):
                     cr = cwq[cw * sp + j]  # 2 * VC + (1 for a tail's credit)
                     oq = rp * nv + (cr >> 1)
-                    vs[oq * NF + F_OCRED] += 1
+                    ovs[oq * NO + O_CRED] += 1
                     if wait and cr & 1:
-                        vs[oq * NF + F_OBUSY] = 0
+                        ovs[oq * NO + O_BUSY] = 0
                 cnt[C_CRED] -= k
                 cwn[cw] = 0
             ev_cr_n[slot] = 0
@@ -998,7 +999,7 @@ def run_cycles(s, c_end):
                                 iovm[q * P + o] = -1
                                 for j in range(nv):
                                     ov = _wrap(vs[q * NF + F_VA_A] + j, nv)
-                                    if vs[(base + o * nv + ov) * NF + F_OBUSY] == 0:
+                                    if ovs[(base + o * nv + ov) * NO + O_BUSY] == 0:
                                         iovm[q * P + o] = ov
                                         break
                                 if iovm[q * P + o] < 0:
@@ -1006,7 +1007,7 @@ def run_cycles(s, c_end):
                         if ok:
                             for o in range(P):
                                 if (vs[q * NF + F_IMC] >> o) & 1:
-                                    vs[(base + o * nv + iovm[q * P + o]) * NF + F_OBUSY] = 1
+                                    ovs[(base + o * nv + iovm[q * P + o]) * NO + O_BUSY] = 1
                                     isent[q * P + o] = 0
                             vs[q * NF + F_VA_A] = _wrap(vs[q * NF + F_VA_A] + 1, nv)
                             vs[q * NF + F_IST] = 2
@@ -1028,15 +1029,15 @@ def run_cycles(s, c_end):
                     if ov < vs[q * NF + F_ILO] or ov >= vs[q * NF + F_IHI]:
                         continue
                     oq = base + vs[q * NF + F_IOUT] * nv + ov
-                    if vs[oq * NF + F_OBUSY] != 0:
+                    if ovs[oq * NO + O_BUSY] != 0:
                         continue
-                    vs[oq * NF + F_OBUSY] = 1
+                    ovs[oq * NO + O_BUSY] = 1
                     vs[q * NF + F_IOVC] = ov
                     vs[q * NF + F_IST] = 2
                     vawait[r] -= 1
                     vwm[r * P + i // nv] &= ~(_ONE << np.uint64(i % nv))
                     vs[q * NF + F_IRDY] = c + va_d
-                    vs[oq * NF + F_VA_G] = _wrap(i + 1, pv)
+                    ovs[oq * NO + O_VA_G] = _wrap(i + 1, pv)
                     vs[q * NF + F_VA_A] = _wrap(ov + 1, nv)
                     break
                 nreq = 0
@@ -1063,7 +1064,7 @@ def run_cycles(s, c_end):
                             continue
                         for ov in range(nv):
                             oq = base + o * nv + ov
-                            if vs[oq * NF + F_OBUSY] != 0:
+                            if ovs[oq * NO + O_BUSY] != 0:
                                 continue
                             best = -1
                             bestd = pv
@@ -1072,7 +1073,7 @@ def run_cycles(s, c_end):
                                 q = base + i
                                 if matched[i] or ov < vs[q * NF + F_ILO] or ov >= vs[q * NF + F_IHI]:
                                     continue
-                                d = _wrap(i - vs[oq * NF + F_VA_G], pv)
+                                d = _wrap(i - ovs[oq * NO + O_VA_G], pv)
                                 if d < bestd:
                                     bestd = d
                                     best = i
@@ -1090,7 +1091,7 @@ def run_cycles(s, c_end):
                             continue
                         q = base + i
                         oq = base + vs[q * NF + F_IOUT] * nv + ov
-                        vs[oq * NF + F_OBUSY] = 1
+                        ovs[oq * NO + O_BUSY] = 1
                         vs[q * NF + F_IOVC] = ov
                         vs[q * NF + F_IST] = 2
                         vawait[r] -= 1
@@ -1098,7 +1099,7 @@ def run_cycles(s, c_end):
                         vs[q * NF + F_IRDY] = c + va_d
                         matched[i] = 1
                         if it == 0:
-                            vs[oq * NF + F_VA_G] = _wrap(i + 1, pv)
+                            ovs[oq * NO + O_VA_G] = _wrap(i + 1, pv)
                             vs[q * NF + F_VA_A] = _wrap(ov + 1, nv)
                 else:
                     # input-first: each requester picks its next free VC, output VCs arbitrate
@@ -1111,7 +1112,7 @@ def run_cycles(s, c_end):
                         span = vs[q * NF + F_IHI] - vs[q * NF + F_ILO]
                         for j in range(span):
                             ov = vs[q * NF + F_ILO] + (vs[q * NF + F_VA_A] - vs[q * NF + F_ILO] + j) % span
-                            if vs[(base + vs[q * NF + F_IOUT] * nv + ov) * NF + F_OBUSY] == 0:
+                            if ovs[(base + vs[q * NF + F_IOUT] * nv + ov) * NO + O_BUSY] == 0:
                                 grant[i] = ov
                                 break
                     for k in range(nreq):
@@ -1121,7 +1122,7 @@ def run_cycles(s, c_end):
                         o = vs[(base + i) * NF + F_IOUT]
                         ov = grant[i]
                         oq = base + o * nv + ov
-                        if vs[oq * NF + F_OBUSY] != 0:
+                        if ovs[oq * NO + O_BUSY] != 0:
                             continue
                         best = -1
                         bestd = pv
@@ -1129,12 +1130,12 @@ def run_cycles(s, c_end):
                             i2 = reqs[k2]
                             if matched[i2] or grant[i2] != ov or vs[(base + i2) * NF + F_IOUT] != o:
                                 continue
-                            d = _wrap(i2 - vs[oq * NF + F_VA_G], pv)
+                            d = _wrap(i2 - ovs[oq * NO + O_VA_G], pv)
                             if d < bestd:
                                 bestd = d
                                 best = i2
                         qb = base + best
-                        vs[oq * NF + F_OBUSY] = 1
+                        ovs[oq * NO + O_BUSY] = 1
                         vs[qb * NF + F_IOVC] = ov
                         vs[qb * NF + F_IST] = 2
                         vawait[r] -= 1
@@ -1142,7 +1143,7 @@ def run_cycles(s, c_end):
                         vs[qb * NF + F_IRDY] = c + va_d
                         matched[best] = 1
                         if it == 0:
-                            vs[oq * NF + F_VA_G] = _wrap(best + 1, pv)
+                            ovs[oq * NO + O_VA_G] = _wrap(best + 1, pv)
                             vs[qb * NF + F_VA_A] = _wrap(ov + 1, nv)
 
             # -- switch allocation over (input port x speedup) crossbar inputs; VC v of an
@@ -1161,14 +1162,14 @@ def run_cycles(s, c_end):
                         continue
                     bids = 0
                     if vs[q * NF + F_IMC] == 0:
-                        if vs[(base + vs[q * NF + F_IOUT] * nv + vs[q * NF + F_IOVC]) * NF + F_OCRED] > 0:
+                        if ovs[(base + vs[q * NF + F_IOUT] * nv + vs[q * NF + F_IOVC]) * NO + O_CRED] > 0:
                             bids = 1 << vs[q * NF + F_IOUT]
                     else:
                         size = p_size[buf[(q * dep + vs[q * NF + F_BH]) * 2]]
                         for o in range(P):
                             f = isent[q * P + o]
                             if ((vs[q * NF + F_IMC] >> o) & 1 and f < size and f < vs[q * NF + F_IFRONT] + vs[q * NF + F_BN]
-                                    and vs[(base + o * nv + iovm[q * P + o]) * NF + F_OCRED] > 0):
+                                    and ovs[(base + o * nv + iovm[q * P + o]) * NO + O_CRED] > 0):
                                 bids |= 1 << o
                     if bids != 0:
                         e = p * sp + vgrp[v]
@@ -1330,14 +1331,14 @@ def run_cycles(s, c_end):
                     if vs[q * NF + F_IST] != 2 or vs[q * NF + F_BN] == 0 or vs[q * NF + F_IRDY] > c:
                         continue
                     if vs[q * NF + F_IMC] == 0:
-                        if vs[q * NF + F_IOUT] == o and vs[(base + o * nv + vs[q * NF + F_IOVC]) * NF + F_OCRED] > 0:
+                        if vs[q * NF + F_IOUT] == o and ovs[(base + o * nv + vs[q * NF + F_IOVC]) * NO + O_CRED] > 0:
                             v = grp + jj * sp
                             break
                     else:
                         f = isent[q * P + o]
                         if ((vs[q * NF + F_IMC] >> o) & 1 and f < p_size[buf[(q * dep + vs[q * NF + F_BH]) * 2]]
                                 and f < vs[q * NF + F_IFRONT] + vs[q * NF + F_BN]
-                                and vs[(base + o * nv + iovm[q * P + o]) * NF + F_OCRED] > 0):
+                                and ovs[(base + o * nv + iovm[q * P + o]) * NO + O_CRED] > 0):
                             v = grp + jj * sp
                             break
                 if first_e[e] == 0:
@@ -1352,7 +1353,7 @@ def run_cycles(s, c_end):
                     for b in range(P):
                         if (b != o and (vs[q * NF + F_IMC] >> b) & 1 and not (matched_o >> b) & 1
                                 and isent[q * P + b] == fi
-                                and vs[(base + b * nv + iovm[q * P + b]) * NF + F_OCRED] > 0):
+                                and ovs[(base + b * nv + iovm[q * P + b]) * NO + O_CRED] > 0):
                             branches |= 1 << b
                             matched_o |= 1 << b
                     for b in range(P):
@@ -1369,7 +1370,7 @@ def run_cycles(s, c_end):
                 occ[r] -= 1
                 ov = vs[q * NF + F_IOVC]
                 oq = base + o * nv + ov
-                vs[oq * NF + F_OCRED] -= 1
+                ovs[oq * NO + O_CRED] -= 1
                 tail = fi == p_size[pk] - 1
                 # the freed buffer slot's credit goes back upstream
                 tc = slot_cd
@@ -1415,7 +1416,7 @@ def run_cycles(s, c_end):
                     link_flits[r * P + o] += 1
                 if tail:
                     if not wait:
-                        vs[oq * NF + F_OBUSY] = 0
+                        ovs[oq * NO + O_BUSY] = 0
                     if vs[q * NF + F_BN] == 0:
                         vs[q * NF + F_IST] = 0
                     else:

@@ -110,12 +110,13 @@ def _build_state(
 
     cnt[K.C_HEAPED] = int(tr["hp_n"].sum())
     vs = np.zeros((nq, K.NF), i32)
-    vs[:, K.F_OCRED] = d
+    ovs = np.zeros((nq, K.NO), i32)
+    ovs[:, K.O_CRED] = d
     buf = np.zeros((nq * d, 2), i32)
     buf[:, 0] = -1
     return K.KernelState(
         par=par, cnt=cnt, nbr=topo.nbr,
-        vs=vs.reshape(-1), buf=buf.reshape(-1), bt=np.zeros(nq * d, i32),
+        vs=vs.reshape(-1), ovs=ovs.reshape(-1), buf=buf.reshape(-1), bt=np.zeros(nq * d, i32),
         isent=np.zeros(nq * K.P, i32), iovm=np.zeros(nq * K.P, i32),
         lnk=_wheel_slots(n * K.P * w), ejw=_wheel_slots(n * w),
         cwn=np.zeros(n * K.P * w, i32), cwq=np.zeros(n * K.P * w * sp, i32),
@@ -237,7 +238,7 @@ def _stall_report(config: NocConfig, s: K.KernelState, cycle: int) -> str:
         lines.append(
             f"router {r} (x={r % config.cols}, y={r // config.cols}) input {PORT_NAMES[p]} "
             f"VC {vc}: {int(vcs[q, K.F_BN])}/{d} flits, {state}, wants output {PORT_NAMES[o]}"
-            + (f" VC {ovc} ({int(vcs[oq, K.F_OCRED])} credits)" if ist == 2 else "")
+            + (f" VC {ovc} ({int(s.ovs[oq * K.NO + K.O_CRED])} credits)" if ist == 2 else "")
         )
     more = f"\n  ... and {held.size - 12} more VCs" if held.size > 12 else ""
     return (
