@@ -93,7 +93,7 @@ class KernelState(NamedTuple):
 
     par: np.ndarray  # int64 (N_PAR,)
     cnt: np.ndarray  # int64 (N_CNT,) scalar counters
-    nbr: np.ndarray  # int32 (N, 5)
+    link_to: np.ndarray  # int32 (N * 5,) input port (router * 5 + port) behind each output
     # virtual channels: NF int32 fields per input VC (F_*), NO per output VC (O_*)
     vs: np.ndarray
     ovs: np.ndarray
@@ -529,7 +529,7 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
         s.ejw[_ix(ew * 3 + 1)] = fi
         s.ejw[_ix(ew * 3 + 2)] = ov
     else:
-        drp = s.nbr[r, o] * P + OPP[o]
+        drp = s.link_to[_ix(r * P + o)]
         lw = drp * w + slot_fly
         s.ev_ln[_ix(slot_fly * nrp + s.ev_ln_n[_ix(slot_fly)])] = drp
         s.ev_ln_n[_ix(slot_fly)] += 1
@@ -568,7 +568,7 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
             s.swq[_ix(sw * sp + k)] = 2 * v + (1 if tail else 0)
             s.swn[_ix(sw)] = k + 1
         else:
-            urp = s.nbr[r, p] * P + OPP[p]
+            urp = s.link_to[_ix(r * P + p)]
             cw = urp * w + slot_cd
             k = s.cwn[_ix(cw)]
             if k == 0:
@@ -622,7 +622,7 @@ def run_cycles(s, c_end):
     """
     par = s.par
     cnt = s.cnt
-    nbr = s.nbr
+    link_to = s.link_to
     vs, ovs, buf, bt = s.vs, s.ovs, s.buf, s.bt
     isent, iovm = s.isent, s.iovm
     p_mc, p_dcnt, p_copies, m_dst = s.p_mc, s.p_dcnt, s.p_copies, s.m_dst
@@ -1392,7 +1392,7 @@ def run_cycles(s, c_end):
                     swq[_ix(sw * sp + k)] = 2 * v + (1 if tail else 0)
                     swn[_ix(sw)] = k + 1
                 else:
-                    urp = nbr[r, p] * P + OPP[p]
+                    urp = link_to[_ix(r * P + p)]
                     cw = urp * w + tc
                     k = cwn[_ix(cw)]
                     if k == 0:
@@ -1409,7 +1409,7 @@ def run_cycles(s, c_end):
                     ejw[_ix(ew * 3 + 1)] = fi
                     ejw[_ix(ew * 3 + 2)] = ov
                 else:
-                    drp = nbr[r, o] * P + OPP[o]
+                    drp = link_to[_ix(r * P + o)]
                     lw = drp * w + slot_fly
                     ev_ln[_ix(slot_fly * nrp + ev_ln_n[_ix(slot_fly)])] = drp
                     ev_ln_n[_ix(slot_fly)] += 1

@@ -37,6 +37,14 @@ def _wheel(config: NocConfig) -> int:
                config.st_delay + config.link_latency + config.credit_delay) + 1
 
 
+def _link_to(nbr: np.ndarray) -> np.ndarray:
+    """Input port index (router * 5 + port) that each output port (router * 5 + port) feeds;
+    the ejection port feeds its own router's port 0, missing links give -1."""
+    opposite = np.asarray(K.OPP)
+    to = nbr.astype(np.int64) * K.P + opposite[None, :]
+    return np.where(nbr >= 0, to, -1).astype(np.int32).reshape(-1)
+
+
 def _wheel_slots(n: int) -> np.ndarray:
     """(packet, flit index, VC) per slot of a flit wheel; packet -1 = empty."""
     slots = np.zeros((n, 3), np.int32)
@@ -115,7 +123,7 @@ def _build_state(
     buf = np.zeros((nq * d, 2), i32)
     buf[:, 0] = -1
     return K.KernelState(
-        par=par, cnt=cnt, nbr=topo.nbr,
+        par=par, cnt=cnt, link_to=_link_to(topo.nbr),
         vs=vs.reshape(-1), ovs=ovs.reshape(-1), buf=buf.reshape(-1), bt=np.zeros(nq * d, i32),
         isent=np.zeros(nq * K.P, i32), iovm=np.zeros(nq * K.P, i32),
         lnk=_wheel_slots(n * K.P * w), ejw=_wheel_slots(n * w),
