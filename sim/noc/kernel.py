@@ -83,6 +83,7 @@ _INV53 = 1.0 / 9007199254740992.0
 _ONE = np.uint64(1)
 _U58 = np.uint64(58)
 _DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)  # index of a single set bit by multiplication
+_LOW_BIT = np.array([(i & -i).bit_length() - 1 for i in range(1 << P)], np.int64)
 _DB_IDX = np.zeros(64, np.int64)
 for _i in range(64):
     _DB_IDX[((1 << _i) * 0x03F79D71B4CB0A89 & 0xFFFFFFFFFFFFFFFF) >> 58] = _i
@@ -234,12 +235,8 @@ def _ix(i):
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _wrap(x, m):
-    """x mod m for x in [-m, 2m) without a division."""
-    if x >= m:
-        return x - m
-    if x < 0:
-        return x + m
-    return x
+    """x mod m for x in [-m, 2m) without a division (or a branch)."""
+    return x + m * ((x < 0) - (x >= m))
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -1197,14 +1194,18 @@ def run_cycles(s, c_end):
                 # one crossbar input: it takes the requested output nearest after its pointer
                 # (both allocators come to this)
                 e = elist[0]
-                a = sa_a[_ix(r * pe + e)]
-                for j in range(P):
-                    o = _wrap(a + j, P)
-                    if (mask[_ix(e)] >> o) & 1:
-                        match_e[_ix(e)] = o
-                        first_e[_ix(e)] = 0
-                        matched_o = 1 << o
-                        break
+                mk = mask[_ix(e)]
+                if mk & (mk - 1) == 0:  # one output requested (every unicast VC): that one
+                    o = _LOW_BIT[_ix(mk)]
+                else:
+                    a = sa_a[_ix(r * pe + e)]
+                    for j in range(P):
+                        o = _wrap(a + j, P)
+                        if (mk >> o) & 1:
+                            break
+                match_e[_ix(e)] = o
+                first_e[_ix(e)] = 0
+                matched_o = 1 << o
             if nre > 1 and sa_islip and pe <= 64:
                 # iSLIP over bit masks of crossbar inputs (the same grants as the loops below)
                 for o in range(P):
