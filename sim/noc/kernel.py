@@ -21,11 +21,15 @@ Everything the kernel compiles lives in this one file on purpose: Numba's on-dis
 only checks the file of the cached function, so a kernel spread over modules could silently
 run a stale copy of a changed helper.
 
-Indices: input VC ``q = (r * 5 + port) * V + vc``, its buffer slots ``q * D + i``; output VCs use
-the same layout with the output port. Delayed events (flits on links, credits) sit in wheels
-indexed by ``cycle % W``, with per-slot event lists so a cycle only visits what arrives;
-bit masks of non-empty and VA-waiting VCs per input port keep the allocators off idle VCs. Random numbers: one splitmix64 stream per node, seeded from the
-caller's ``numpy.random.Generator``, so results do not depend on anything but config and seed.
+Indices: input VC ``q = (r * 5 + port) * V + vc``, its fields ``vs[q * NF + F_*]`` (one
+cache line per VC), its buffer slots ``q * D + i``; output VCs use the same numbering with the
+output port, fields ``ovs[oq * NO + O_*]``. Delayed events (flits on links, credits) sit in
+wheels indexed by ``cycle % W``, with per-slot event lists so a cycle only visits what
+arrives; bit masks of non-empty and VA-waiting VCs per input port keep the allocators off idle
+VCs. Indices into arrays go through :func:`_ix` (unsigned: no negative-index wrap-around).
+Random numbers: one splitmix64 stream per node, seeded from the caller's
+``numpy.random.Generator``, so results do not depend on anything but config and seed;
+Bernoulli sources draw the geometric gap to their next packet (:func:`_gap`).
 """
 
 from __future__ import annotations
