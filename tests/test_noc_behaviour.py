@@ -22,7 +22,9 @@ from sim.noc import run as R
 
 
 def _in_flight(res_state) -> int:
-    return int(res_state.vs[K.F_BN::K.NF].sum() + (res_state.lnk[::3] >= 0).sum() + (res_state.ejw[::3] >= 0).sum())
+    buffered = res_state.vs[K.F_BN::K.NF].sum()
+    on_links = (res_state.lnk[::3] >= 0).sum() + (res_state.ejw[::3] >= 0).sum()
+    return int(buffered + on_links)
 
 
 def test_flit_conservation_after_fixed_run():

@@ -514,7 +514,8 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
     nrp = n * P
     q = (r * P + p) * nv + v
     fi = s.isent[_ix(q * P + o)]
-    pk = s.buf[_ix((q * dep + _wrap(s.vs[_ix(q * NF + F_BH)] + fi - s.vs[_ix(q * NF + F_IFRONT)], dep)) * 2)]
+    front = _wrap(s.vs[_ix(q * NF + F_BH)] + fi - s.vs[_ix(q * NF + F_IFRONT)], dep)
+    pk = s.buf[_ix((q * dep + front) * 2)]
     size = s.p_size[_ix(pk)]
     ov = s.iovm[_ix(q * P + o)]
     oq = (r * P + o) * nv + ov
@@ -588,13 +589,14 @@ def _mc_send(s, r, p, v, o, c, measuring, slot_fly, slot_ej, slot_cd):
                 s.vawait[_ix(r)] += 1
                 s.vwm[_ix(r * P + p)] |= _ONE << np.uint64(v)
                 # (arrival times are only kept with rc > 0; an arrived flit has bt <= c)
-                s.vs[_ix(q * NF + F_IRDY)] = c + 1 if par[RC] == 0 else max(c + 1, s.bt[_ix(q * dep + s.vs[_ix(q * NF + F_BH)])] + par[RC])
+                s.vs[_ix(q * NF + F_IRDY)] = c + 1 if par[RC] == 0 else max(
+                    c + 1, s.bt[_ix(q * dep + s.vs[_ix(q * NF + F_BH)])] + par[RC])
                 rows = par[ROWS]
                 cols = par[COLS]
                 yx = par[ROUTING] == 1
                 if s.p_mc[_ix(npk)] == 1:
-                    s.vs[_ix(q * NF + F_IMC)] = _mc_mask(r, p, s.p_dent[_ix(npk)], s.p_dcnt[_ix(npk)], s.m_dst, rows, cols,
-                                        yx)
+                    s.vs[_ix(q * NF + F_IMC)] = _mc_mask(
+                        r, p, s.p_dent[_ix(npk)], s.p_dcnt[_ix(npk)], s.m_dst, rows, cols, yx)
                 else:
                     o2, lo, hi = _route(r, s.p_src[_ix(npk)], s.p_dst[_ix(npk)], rows, cols,
                                         par[TORUS] == 1, yx, nv)
@@ -790,11 +792,12 @@ def run_cycles(s, c_end):
                     vwm[_ix(rp)] |= _ONE << np.uint64(v)
                     vs[_ix(q * NF + F_IRDY)] = c + rc
                     if p_mc[_ix(pk)] == 1:
-                        vs[_ix(q * NF + F_IMC)] = _mc_mask(r, rp - r * P, p_dent[_ix(pk)], p_dcnt[_ix(pk)], m_dst, rows,
-                                          cols, yx)
+                        vs[_ix(q * NF + F_IMC)] = _mc_mask(
+                            r, rp - r * P, p_dent[_ix(pk)], p_dcnt[_ix(pk)], m_dst, rows, cols, yx)
                         vs[_ix(q * NF + F_IFRONT)] = 0
                     else:
-                        o, lo, hi = _route(r, p_src[_ix(pk)], p_dst[_ix(pk)], rows, cols, torus, yx, nv)
+                        o, lo, hi = _route(r, p_src[_ix(pk)], p_dst[_ix(pk)], rows, cols, torus, yx,
+                                           nv)
                         vs[_ix(q * NF + F_IOUT)] = o
                         vs[_ix(q * NF + F_ILO)] = lo
                         vs[_ix(q * NF + F_IHI)] = hi
@@ -999,9 +1002,10 @@ def run_cycles(s, c_end):
                     low = mw & (~mw + _ONE)
                     mw ^= low
                     i = pp * nv + _DB_IDX[(low * _DEBRUIJN) >> _U58]
-                    if vs[_ix((base + i) * NF + F_IST)] == 1 and vs[_ix((base + i) * NF + F_IRDY)] <= c and vs[_ix((base + i) * NF + F_IMC)] != 0:
+                    q = base + i
+                    waiting = vs[_ix(q * NF + F_IST)] == 1 and vs[_ix(q * NF + F_IRDY)] <= c
+                    if waiting and vs[_ix(q * NF + F_IMC)] != 0:
                         # multicast head: an output VC on every branch at once, or none
-                        q = base + i
                         ok = True
                         for o in range(P):
                             if (vs[_ix(q * NF + F_IMC)] >> o) & 1:
@@ -1016,14 +1020,15 @@ def run_cycles(s, c_end):
                         if ok:
                             for o in range(P):
                                 if (vs[_ix(q * NF + F_IMC)] >> o) & 1:
-                                    ovs[_ix((base + o * nv + iovm[_ix(q * P + o)]) * NO + O_BUSY)] = 1
+                                    oq = base + o * nv + iovm[_ix(q * P + o)]
+                                    ovs[_ix(oq * NO + O_BUSY)] = 1
                                     isent[_ix(q * P + o)] = 0
                             vs[_ix(q * NF + F_VA_A)] = _wrap(vs[_ix(q * NF + F_VA_A)] + 1, nv)
                             vs[_ix(q * NF + F_IST)] = 2
                             vawait[_ix(r)] -= 1
                             vwm[_ix(r * P + pp)] &= ~low
                             vs[_ix(q * NF + F_IRDY)] = c + va_d
-                    elif vs[_ix((base + i) * NF + F_IST)] == 1 and vs[_ix((base + i) * NF + F_IRDY)] <= c:
+                    elif waiting:
                         reqs[_ix(nreq)] = i
                         nreq += 1
                         matched[_ix(i)] = 0
@@ -1080,7 +1085,8 @@ def run_cycles(s, c_end):
                             for k in range(pstart[_ix(o)], pstart[_ix(o + 1)]):
                                 i = preq[_ix(k)]
                                 q = base + i
-                                if matched[_ix(i)] or ov < vs[_ix(q * NF + F_ILO)] or ov >= vs[_ix(q * NF + F_IHI)]:
+                                if (matched[_ix(i)] or ov < vs[_ix(q * NF + F_ILO)]
+                                        or ov >= vs[_ix(q * NF + F_IHI)]):
                                     continue
                                 d = _wrap(i - ovs[_ix(oq * NO + O_VA_G)], pv)
                                 if d < bestd:
@@ -1091,7 +1097,8 @@ def run_cycles(s, c_end):
                             # accept: the requester keeps the grant nearest its own pointer
                             qb = base + best
                             cur = grant[_ix(best)]
-                            if cur < 0 or _wrap(ov - vs[_ix(qb * NF + F_VA_A)], nv) < _wrap(cur - vs[_ix(qb * NF + F_VA_A)], nv):
+                            a = vs[_ix(qb * NF + F_VA_A)]
+                            if cur < 0 or _wrap(ov - a, nv) < _wrap(cur - a, nv):
                                 grant[_ix(best)] = ov
                     for k in range(nreq):
                         i = reqs[_ix(k)]
@@ -1120,8 +1127,10 @@ def run_cycles(s, c_end):
                             continue
                         span = vs[_ix(q * NF + F_IHI)] - vs[_ix(q * NF + F_ILO)]
                         for j in range(span):
-                            ov = vs[_ix(q * NF + F_ILO)] + (vs[_ix(q * NF + F_VA_A)] - vs[_ix(q * NF + F_ILO)] + j) % span
-                            if ovs[_ix((base + vs[_ix(q * NF + F_IOUT)] * nv + ov) * NO + O_BUSY)] == 0:
+                            lo = vs[_ix(q * NF + F_ILO)]
+                            ov = lo + (vs[_ix(q * NF + F_VA_A)] - lo + j) % span
+                            oq = base + vs[_ix(q * NF + F_IOUT)] * nv + ov
+                            if ovs[_ix(oq * NO + O_BUSY)] == 0:
                                 grant[_ix(i)] = ov
                                 break
                     for k in range(nreq):
@@ -1137,7 +1146,8 @@ def run_cycles(s, c_end):
                         bestd = pv
                         for k2 in range(nreq):
                             i2 = reqs[_ix(k2)]
-                            if matched[_ix(i2)] or grant[_ix(i2)] != ov or vs[_ix((base + i2) * NF + F_IOUT)] != o:
+                            if (matched[_ix(i2)] or grant[_ix(i2)] != ov
+                                    or vs[_ix((base + i2) * NF + F_IOUT)] != o):
                                 continue
                             d = _wrap(i2 - ovs[_ix(oq * NO + O_VA_G)], pv)
                             if d < bestd:
@@ -1171,14 +1181,17 @@ def run_cycles(s, c_end):
                         continue
                     bids = 0
                     if vs[_ix(q * NF + F_IMC)] == 0:
-                        if ovs[_ix((base + vs[_ix(q * NF + F_IOUT)] * nv + vs[_ix(q * NF + F_IOVC)]) * NO + O_CRED)] > 0:
+                        oq = base + vs[_ix(q * NF + F_IOUT)] * nv + vs[_ix(q * NF + F_IOVC)]
+                        if ovs[_ix(oq * NO + O_CRED)] > 0:
                             bids = 1 << vs[_ix(q * NF + F_IOUT)]
                     else:
                         size = p_size[_ix(buf[_ix((q * dep + vs[_ix(q * NF + F_BH)]) * 2)])]
                         for o in range(P):
                             f = isent[_ix(q * P + o)]
-                            if ((vs[_ix(q * NF + F_IMC)] >> o) & 1 and f < size and f < vs[_ix(q * NF + F_IFRONT)] + vs[_ix(q * NF + F_BN)]
-                                    and ovs[_ix((base + o * nv + iovm[_ix(q * P + o)]) * NO + O_CRED)] > 0):
+                            oq = base + o * nv + iovm[_ix(q * P + o)]
+                            if ((vs[_ix(q * NF + F_IMC)] >> o) & 1 and f < size
+                                    and f < vs[_ix(q * NF + F_IFRONT)] + vs[_ix(q * NF + F_BN)]
+                                    and ovs[_ix(oq * NO + O_CRED)] > 0):
                                 bids |= 1 << o
                     if bids != 0:
                         e = p * sp + vgrp[_ix(v)]
@@ -1333,7 +1346,8 @@ def run_cycles(s, c_end):
                 n_grp = e_ngrp[_ix(e)]
                 v = -1
                 jj = 0
-                if e_bidders[_ix(e)] == 1 and vs[_ix((base + p * nv + e_vc[_ix(e)]) * NF + F_IMC)] == 0:
+                q = base + p * nv + e_vc[_ix(e)]
+                if e_bidders[_ix(e)] == 1 and vs[_ix(q * NF + F_IMC)] == 0:
                     # the only VC that bid on this input: the scan below would find it
                     v = e_vc[_ix(e)]
                     jj = vjj[_ix(v)]
@@ -1341,17 +1355,21 @@ def run_cycles(s, c_end):
                 for j in range(n_grp if v < 0 else 0):
                     jj = _wrap(start + j, n_grp)
                     q = base + p * nv + grp + jj * sp
-                    if vs[_ix(q * NF + F_IST)] != 2 or vs[_ix(q * NF + F_BN)] == 0 or vs[_ix(q * NF + F_IRDY)] > c:
+                    if (vs[_ix(q * NF + F_IST)] != 2 or vs[_ix(q * NF + F_BN)] == 0
+                            or vs[_ix(q * NF + F_IRDY)] > c):
                         continue
                     if vs[_ix(q * NF + F_IMC)] == 0:
-                        if vs[_ix(q * NF + F_IOUT)] == o and ovs[_ix((base + o * nv + vs[_ix(q * NF + F_IOVC)]) * NO + O_CRED)] > 0:
+                        oq = base + o * nv + vs[_ix(q * NF + F_IOVC)]
+                        if vs[_ix(q * NF + F_IOUT)] == o and ovs[_ix(oq * NO + O_CRED)] > 0:
                             v = grp + jj * sp
                             break
                     else:
                         f = isent[_ix(q * P + o)]
-                        if ((vs[_ix(q * NF + F_IMC)] >> o) & 1 and f < p_size[_ix(buf[_ix((q * dep + vs[_ix(q * NF + F_BH)]) * 2)])]
+                        size = p_size[_ix(buf[_ix((q * dep + vs[_ix(q * NF + F_BH)]) * 2)])]
+                        oq = base + o * nv + iovm[_ix(q * P + o)]
+                        if ((vs[_ix(q * NF + F_IMC)] >> o) & 1 and f < size
                                 and f < vs[_ix(q * NF + F_IFRONT)] + vs[_ix(q * NF + F_BN)]
-                                and ovs[_ix((base + o * nv + iovm[_ix(q * P + o)]) * NO + O_CRED)] > 0):
+                                and ovs[_ix(oq * NO + O_CRED)] > 0):
                             v = grp + jj * sp
                             break
                 if first_e[_ix(e)] == 0:
@@ -1364,9 +1382,10 @@ def run_cycles(s, c_end):
                     fi = isent[_ix(q * P + o)]
                     branches = 1 << o
                     for b in range(P):
-                        if (b != o and (vs[_ix(q * NF + F_IMC)] >> b) & 1 and not (matched_o >> b) & 1
-                                and isent[_ix(q * P + b)] == fi
-                                and ovs[_ix((base + b * nv + iovm[_ix(q * P + b)]) * NO + O_CRED)] > 0):
+                        ob = base + b * nv + iovm[_ix(q * P + b)]
+                        if (b != o and (vs[_ix(q * NF + F_IMC)] >> b) & 1
+                                and not (matched_o >> b) & 1 and isent[_ix(q * P + b)] == fi
+                                and ovs[_ix(ob * NO + O_CRED)] > 0):
                             branches |= 1 << b
                             matched_o |= 1 << b
                     for b in range(P):
@@ -1439,14 +1458,15 @@ def run_cycles(s, c_end):
                         vs[_ix(q * NF + F_IST)] = 1
                         vawait[_ix(r)] += 1
                         vwm[_ix(r * P + p)] |= _ONE << np.uint64(v)
-                        vs[_ix(q * NF + F_IRDY)] = c + 1 if rc == 0 else max(c + 1, bt[_ix(q * dep + vs[_ix(q * NF + F_BH)])] + rc)
+                        vs[_ix(q * NF + F_IRDY)] = c + 1 if rc == 0 else max(
+                            c + 1, bt[_ix(q * dep + vs[_ix(q * NF + F_BH)])] + rc)
                         if p_mc[_ix(npk)] == 1:
-                            vs[_ix(q * NF + F_IMC)] = _mc_mask(r, p, p_dent[_ix(npk)], p_dcnt[_ix(npk)], m_dst, rows, cols,
-                                              yx)
+                            vs[_ix(q * NF + F_IMC)] = _mc_mask(
+                                r, p, p_dent[_ix(npk)], p_dcnt[_ix(npk)], m_dst, rows, cols, yx)
                             vs[_ix(q * NF + F_IFRONT)] = 0
                         else:
-                            o2, lo, hi = _route(r, p_src[_ix(npk)], p_dst[_ix(npk)], rows, cols, torus,
-                                                yx, nv)
+                            o2, lo, hi = _route(r, p_src[_ix(npk)], p_dst[_ix(npk)], rows, cols,
+                                                torus, yx, nv)
                             vs[_ix(q * NF + F_IOUT)] = o2
                             vs[_ix(q * NF + F_ILO)] = lo
                             vs[_ix(q * NF + F_IHI)] = hi
