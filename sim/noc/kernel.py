@@ -124,6 +124,7 @@ class KernelState(NamedTuple):
     srr: np.ndarray
     qhead: np.ndarray
     qtail: np.ndarray
+    src_busy: np.ndarray  # uint64 bit mask of the sources with a packet queued or under way
     # switch allocator pointers (the VC allocator's are fields F_VA_A and O_VA_G)
     sa_g: np.ndarray
     sa_a: np.ndarray
@@ -391,7 +392,7 @@ def _heap_pop(hp_off, hp_n, hp_cyc, hp_task, core):
 @njit(cache=True, error_model="numpy")
 def _emit(m, c, cnt, m_src, m_dptr, m_dst, m_flits, m_create, m_left, p_src, p_dst, p_size,
           p_ctime, p_itime, p_hops, p_tag, p_dent, p_next, free, qhead, qtail, p_mc, p_dcnt,
-          p_copies, multicast):
+          p_copies, multicast, src_busy):
     """Message m enters its source queue at cycle c: one packet per destination, or one
     tree-replicated packet for all of them with ``multicast``."""
     m_create[m] = c
@@ -420,6 +421,7 @@ def _emit(m, c, cnt, m_src, m_dptr, m_dst, m_flits, m_create, m_left, p_src, p_d
         else:
             qhead[src] = pk
         qtail[src] = pk
+        src_busy[src >> 6] |= _ONE << np.uint64(src & 63)
         cnt[C_QUEUED] += 1
         cnt[C_TAG_OUT] += p_copies[pk]
         cnt[C_GEN_FLITS] += m_flits[m]
@@ -456,7 +458,7 @@ def _trace(s, what, c, arg):
         _emit(m, c, cnt, s.m_src, s.m_dptr, s.m_dst, s.m_flits, s.m_create, s.m_left,
               s.p_src, s.p_dst, s.p_size, s.p_ctime, s.p_itime, s.p_hops, s.p_tag, s.p_dent,
               s.p_next, s.free, s.qhead, s.qtail, s.p_mc, s.p_dcnt, s.p_copies,
-              s.par[MC] == 1)
+              s.par[MC] == 1, s.src_busy)
         cnt[C_REL] += 1
     nxt = _NEVER
     if cnt[C_REL] < n_rel:
@@ -479,7 +481,8 @@ def _trace(s, what, c, arg):
                     _emit(s.t_midx[j], c, cnt, s.m_src, s.m_dptr, s.m_dst, s.m_flits,
                           s.m_create, s.m_left, s.p_src, s.p_dst, s.p_size, s.p_ctime,
                           s.p_itime, s.p_hops, s.p_tag, s.p_dent, s.p_next, s.free, s.qhead,
-                          s.qtail, s.p_mc, s.p_dcnt, s.p_copies, s.par[MC] == 1)
+                          s.qtail, s.p_mc, s.p_dcnt, s.p_copies, s.par[MC] == 1,
+                          s.src_busy)
                 finished = -1
             if s.core_run[core] >= 0 or hp_n[core] == 0 or hp_cyc[hp_off[core]] > c:
                 break
@@ -637,7 +640,7 @@ def run_cycles(s, c_end):
     p_src, p_dst, p_size, p_ctime, p_itime = s.p_src, s.p_dst, s.p_size, s.p_ctime, s.p_itime
     p_hops, p_tag, p_dent, p_next, free = s.p_hops, s.p_tag, s.p_dent, s.p_next, s.free
     rng, gen_prob, perm, hot, hot_frac = s.rng, s.gen_prob, s.perm, s.hot, s.hot_frac
-    burst_on, gen_next = s.burst_on, s.gen_next
+    burst_on, gen_next, src_busy = s.burst_on, s.gen_next, s.src_busy
     acc, occ, occ_sum, link_flits = s.acc, s.occ, s.occ_sum, s.link_flits
     vawait, pvm, vwm = s.vawait, s.pvm, s.vwm
     ev_ln, ev_ln_n, ev_ej, ev_ej_n = s.ev_ln, s.ev_ln_n, s.ev_ej, s.ev_ej_n
@@ -931,6 +934,7 @@ def run_cycles(s, c_end):
                 else:
                     qhead[_ix(r)] = pk
                 qtail[_ix(r)] = pk
+                src_busy[_ix(r >> 6)] |= _ONE << np.uint64(r & 63)
                 cnt[C_QUEUED] += 1
                 cnt[C_GEN_PKT] += 1
                 cnt[C_GEN_FLITS] += size_synth
@@ -939,11 +943,14 @@ def run_cycles(s, c_end):
                     cnt[C_M_GEN_FLITS] += size_synth
 
         # ---- 4. each source sends at most one flit into its router's local input port
-        if cnt[C_QUEUED] > 0:
-            for r in range(n):
+        for word in range(src_busy.shape[0] if cnt[C_QUEUED] > 0 else 0):
+            bits = src_busy[_ix(word)]
+            while bits != 0:
+                # the sources with a packet queued or under way, lowest router first
+                low = bits & (~bits + _ONE)
+                bits ^= low
+                r = word * 64 + _DB_IDX[(low * _DEBRUIJN) >> _U58]
                 if scur[_ix(r)] < 0:
-                    if qhead[_ix(r)] < 0:
-                        continue
                     for j in range(nv):
                         v = _wrap(srr[_ix(r)] + j, nv)
                         if sbusy[_ix(r * nv + v)] == 0 and scred[_ix(r * nv + v)] > 0:
@@ -984,6 +991,8 @@ def run_cycles(s, c_end):
                         sbusy[_ix(r * nv + v)] = 0
                     scur[_ix(r)] = -1
                     cnt[C_QUEUED] -= 1
+                    if qhead[_ix(r)] < 0:
+                        src_busy[_ix(word)] &= ~low
                 else:
                     sfi[_ix(r)] = fi + 1
 

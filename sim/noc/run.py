@@ -132,6 +132,7 @@ def _build_state(
         sbusy=np.zeros(n * v, np.int8), scred=np.full(n * v, d, i32),
         scur=np.full(n, -1, i32), sfi=np.zeros(n, i32), svc=np.zeros(n, i32),
         srr=np.zeros(n, i32), qhead=np.full(n, -1, i32), qtail=np.full(n, -1, i32),
+        src_busy=np.zeros((n + 63) // 64, np.uint64),
         sa_g=np.zeros(n * K.P, i32), sa_a=np.zeros(n * K.P * sp, i32),
         sa_v=np.zeros(n * K.P * sp, i32),
         p_src=np.zeros(pool, i32), p_dst=np.zeros(pool, i32), p_size=np.ones(pool, i32),
