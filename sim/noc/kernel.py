@@ -239,6 +239,24 @@ def _ix(i):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
+def _va_grant(vs, ovs, vawait, vwm, matched, base, r, i, oq, ov, ready, first, pv, nv):
+    """Input VC ``i`` of router ``r`` (from ``base``) takes output VC ``ov`` (index ``oq``),
+    usable from cycle ``ready``; in an allocator's first iteration the grant and accept
+    pointers move past the pair (iSLIP)."""
+    q = base + i
+    ovs[_ix(oq * NO + O_BUSY)] = 1
+    vs[_ix(q * NF + F_IOVC)] = ov
+    vs[_ix(q * NF + F_IST)] = 2
+    vs[_ix(q * NF + F_IRDY)] = ready
+    vawait[_ix(r)] -= 1
+    vwm[_ix(r * P + i // nv)] &= ~(_ONE << np.uint64(i % nv))
+    matched[_ix(i)] = 1
+    if first:
+        ovs[_ix(oq * NO + O_VA_G)] = _wrap(i + 1, pv)
+        vs[_ix(q * NF + F_VA_A)] = _wrap(ov + 1, nv)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def _wrap(x, m):
     """x mod m for x in [-m, 2m) without a division (or a branch)."""
     return x + m * ((x < 0) - (x >= m))
@@ -1054,14 +1072,8 @@ def run_cycles(s, c_end):
                     oq = base + vs[_ix(q * NF + F_IOUT)] * nv + ov
                     if ovs[_ix(oq * NO + O_BUSY)] != 0:
                         continue
-                    ovs[_ix(oq * NO + O_BUSY)] = 1
-                    vs[_ix(q * NF + F_IOVC)] = ov
-                    vs[_ix(q * NF + F_IST)] = 2
-                    vawait[_ix(r)] -= 1
-                    vwm[_ix(r * P + i // nv)] &= ~(_ONE << np.uint64(i % nv))
-                    vs[_ix(q * NF + F_IRDY)] = c + va_d
-                    ovs[_ix(oq * NO + O_VA_G)] = _wrap(i + 1, pv)
-                    vs[_ix(q * NF + F_VA_A)] = _wrap(ov + 1, nv)
+                    _va_grant(vs, ovs, vawait, vwm, matched, base, r, i, oq, ov, c + va_d, True,
+                              pv, nv)
                     break
                 nreq = 0
             for it in range(iters if nreq > 0 else 0):
@@ -1114,18 +1126,9 @@ def run_cycles(s, c_end):
                         ov = grant[_ix(i)]
                         if matched[_ix(i)] or ov < 0:
                             continue
-                        q = base + i
-                        oq = base + vs[_ix(q * NF + F_IOUT)] * nv + ov
-                        ovs[_ix(oq * NO + O_BUSY)] = 1
-                        vs[_ix(q * NF + F_IOVC)] = ov
-                        vs[_ix(q * NF + F_IST)] = 2
-                        vawait[_ix(r)] -= 1
-                        vwm[_ix(r * P + i // nv)] &= ~(_ONE << np.uint64(i % nv))
-                        vs[_ix(q * NF + F_IRDY)] = c + va_d
-                        matched[_ix(i)] = 1
-                        if it == 0:
-                            ovs[_ix(oq * NO + O_VA_G)] = _wrap(i + 1, pv)
-                            vs[_ix(q * NF + F_VA_A)] = _wrap(ov + 1, nv)
+                        oq = base + vs[_ix((base + i) * NF + F_IOUT)] * nv + ov
+                        _va_grant(vs, ovs, vawait, vwm, matched, base, r, i, oq, ov, c + va_d,
+                                  it == 0, pv, nv)
                 else:
                     # input-first: each requester picks its next free VC, output VCs arbitrate
                     for k in range(nreq):
@@ -1162,17 +1165,8 @@ def run_cycles(s, c_end):
                             if d < bestd:
                                 bestd = d
                                 best = i2
-                        qb = base + best
-                        ovs[_ix(oq * NO + O_BUSY)] = 1
-                        vs[_ix(qb * NF + F_IOVC)] = ov
-                        vs[_ix(qb * NF + F_IST)] = 2
-                        vawait[_ix(r)] -= 1
-                        vwm[_ix(r * P + best // nv)] &= ~(_ONE << np.uint64(best % nv))
-                        vs[_ix(qb * NF + F_IRDY)] = c + va_d
-                        matched[_ix(best)] = 1
-                        if it == 0:
-                            ovs[_ix(oq * NO + O_VA_G)] = _wrap(best + 1, pv)
-                            vs[_ix(qb * NF + F_VA_A)] = _wrap(ov + 1, nv)
+                        _va_grant(vs, ovs, vawait, vwm, matched, base, r, best, oq, ov, c + va_d,
+                                  it == 0, pv, nv)
 
             # -- switch allocation over (input port x speedup) crossbar inputs; VC v of an
             #    input port uses crossbar input v % speedup
