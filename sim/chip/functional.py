@@ -58,6 +58,8 @@ CALIB_STREAM = 0x43414C00
 # the analog products take 1.5x as long in calls of 256 samples as in calls of 1024 or more
 # (OpenBLAS packs the tile's weights once per call).
 BLOCK = 1024
+# Rows of the column tiles multiplied side by side in one BLAS call (per row tile and block).
+WIDE_ROWS = 1024
 
 
 class _BlasPin:
@@ -318,7 +320,7 @@ class _LayerState:
 
     layer: Any
     dev: LayerDevices
-    geff: np.ndarray  # (blocks, row_tiles, col_tiles, R1, ipt)
+    geff: np.ndarray  # (blocks, row_tiles, col_tiles * R1, ipt): column tiles side by side
     s2: np.ndarray | None  # same layout, full read-noise variance matrix
     s2_const: float  # > 0: sigma^2 * devices per input, the same for every device
     bias: np.ndarray
@@ -413,8 +415,9 @@ class ChipRunner:
         dev = self.instance.layers[i]
         t = dev.tiling
         r1 = t.outputs_per_tile + (1 if dev.has_ref else 0)
-        shape = (t.n_blocks, t.row_tiles, t.col_tiles, r1, t.inputs_per_tile)
-        geff = dev.effective.reshape(shape)
+        # the column tiles of a row tile side by side: (C R1, ipt) rows, one wide product
+        shape = (t.n_blocks, t.row_tiles, t.col_tiles * r1, t.inputs_per_tile)
+        geff = np.ascontiguousarray(dev.effective, dtype=np.float32).reshape(shape)
         device = self.config.device
         s2 = None
         s2_const = 0.0
@@ -423,7 +426,7 @@ class ChipRunner:
                 per_input = 2 if dev.current.g_neg is not None else 1
                 s2_const = float(device.read.coeffs[0]) ** 2 * per_input
             else:
-                s2 = self.instance.read_variance(i).reshape(shape)
+                s2 = np.ascontiguousarray(self.instance.read_variance(i)).reshape(shape)
         n_out = t.n_out
         bias = (
             np.asarray(layer.bias, dtype=np.float32)
@@ -534,15 +537,16 @@ class ChipRunner:
 
         xt = self._scratch("xt", (rt, ipt, nbatch))
         x2 = self._scratch("x2", (rt, ipt, nbatch) if want_sq else (1, 1, 1))
-        cur_buf = self._scratch("cur", (rt * r1 * nbatch * (n_pass if calibrating else 1),))
-        var_buf = self._scratch("var", (rt * r1 * nbatch if want_sq else rt * nbatch,))
+        groups = self._column_groups(st)
+        m_max = max(rows_g for _, _, rows_g in groups)
+        size_max = rt * m_max * nbatch
+        cur_buf = self._scratch("cur", (size_max * (n_pass if calibrating else 1),))
+        var_buf = self._scratch("var", (size_max if want_sq else rt * nbatch,))
         acc = np.zeros((t.n_out, nbatch), np.float32)
         ref_acc = self._scratch("ref", (nb * ct if has_ref else (nb if st.balance else 1), nbatch))
         ref_acc.fill(0.0)
         codes = self._scratch("codes", (1, t.block_in, nbatch), np.int32) if self.bit_serial else None
-        psum_all = (
-            self._scratch("psum", (rt * r1 * nbatch,), np.float64) if st.psum_collect else None
-        )
+        psum_all = self._scratch("psum", (size_max,), np.float64) if st.psum_collect else None
         if psum_all is not None:
             psum_all.fill(0.0)
         no_psum = np.zeros((0, 0, 0), np.float64)
@@ -550,11 +554,11 @@ class ChipRunner:
         w_sum = float(sum(np.float32(w) for _, w in passes))
 
         def convert(cur, var, use_var, lo_u, hi_u, stream, row_base, weight, k, out_rows,
-                    ref_row, psum):
+                    ref_row, psum, first, rows):
             kernels.adc_accumulate(
                 cur, var, use_var, lo_u, hi_u, self.adc_levels, self.adc.noise_lsb, k0, k1,
                 stream, row_base, ct * r1, has_ref, weight, out_rows, ref_row, jobs, s0,
-                0 if psum.shape[0] else st.psum_limit, psum, float(1 << k),
+                0 if psum.shape[0] else st.psum_limit, psum, float(1 << k), first, rows,
             )
 
         for b in range(nb):
@@ -565,31 +569,28 @@ class ChipRunner:
                 kernels.dac_tiles(blk, levels, st.x_max, inv_step, step, xt[None], x2[None], want_sq)
             if timing:
                 clock = self._tick("dac", clock)
-            for c in range(ct):
-                rows = has_ref + min(opt, t.block_out - c * opt)  # real rows of this tile
-                row_base = (b * rt * ct + c) * r1  # counter row = tile id * r1 + column
-                g_u = st.geff[b, :, c, :rows, :]
-                s2_u = st.s2[b, :, c, :rows, :] if want_sq else None
-                lo_u, hi_u = self._ranges(st, b, c, rows)
-                f0 = b * t.block_out + c * opt
-                out_rows = acc[f0 : f0 + rows - has_ref]
-                ref_row = ref_acc[b * ct + c] if has_ref else ref_acc[0]
-                size = rt * rows * nbatch
+            for c0, c1, m in groups:  # column tiles c0 .. c1 - 1: m rows side by side
+                tiles = [(c, (c - c0) * r1, has_ref + min(opt, t.block_out - c * opt))
+                         for c in range(c0, c1)]  # (column tile, first row, real rows)
+                g_u = st.geff[b, :, c0 * r1 : c0 * r1 + m, :]
+                s2_u = st.s2[b, :, c0 * r1 : c0 * r1 + m, :] if want_sq else None
+                row_base = (b * rt * ct + c0) * r1  # counter row = tile id * r1 + column
+                size = rt * m * nbatch
                 var = var_buf[: rt * nbatch].reshape(rt, 1, nbatch)
                 if want_sq:
-                    var = var_buf[:size].reshape(rt, rows, nbatch)
+                    var = var_buf[:size].reshape(rt, m, nbatch)
                 psum = no_psum
                 if psum_all is not None:
-                    psum = psum_all[:size].reshape(rt, rows, nbatch)
+                    psum = psum_all[:size].reshape(rt, m, nbatch)
                 for k, (plane, weight) in enumerate(passes):
                     if plane >= 0:
                         kernels.dac_plane(codes, plane, xt, x2, want_sq)
-                    if st.balance and c == 0:
+                    if st.balance and c0 == 0:
                         kernels.accumulate_sum(xt, weight, ref_acc[b])
                     if timing:
                         clock = self._tick("dac", clock)
                     off = k * size if calibrating else 0
-                    cur = cur_buf[off : off + size].reshape(rt, rows, nbatch)
+                    cur = cur_buf[off : off + size].reshape(rt, m, nbatch)
                     self._matmul(g_u, xt, cur, blocked)
                     if timing:
                         clock = self._tick("mvm", clock)
@@ -603,27 +604,37 @@ class ChipRunner:
                         if noisy:
                             kernels.add_read_noise(cur, var, k0, k1, 2 * k, row_base, ct * r1, s0)
                         continue
-                    convert(cur, var, noisy, lo_u, hi_u, k, row_base, weight, k, out_rows,
-                            ref_row, psum)
+                    for c, first, rows in tiles:
+                        lo_u, hi_u = self._ranges(st, b, c, rows)
+                        f0 = b * t.block_out + c * opt
+                        ref_row = ref_acc[b * ct + c] if has_ref else ref_acc[0]
+                        convert(cur, var, noisy, lo_u, hi_u, k, row_base + first, weight, k,
+                                acc[f0 : f0 + rows - has_ref], ref_row, psum, first, rows)
                     if timing:
                         clock = self._tick("noise + ADC + partial sums", clock)
-                if calibrating:
-                    stored = cur_buf[: n_pass * size].reshape(n_pass, rt, rows, nbatch)
-                    sample = np.ascontiguousarray(stored.transpose(1, 2, 0, 3)).reshape(
-                        rt, rows, n_pass * nbatch
-                    )
-                    lo, hi = calibrate_adc(sample, self.adc)
-                    width = lo.shape[1]
-                    st.lo[b, :, c, :width], st.hi[b, :, c, :width] = lo[:, :, 0], hi[:, :, 0]
-                    lo_u, hi_u = self._ranges(st, b, c, rows)
-                    for k, (_, weight) in enumerate(passes):
-                        convert(stored[k], var, False, lo_u, hi_u, 2 * k + 1, row_base, weight,
-                                k, out_rows, ref_row, psum)
-                if psum.shape[0]:
-                    kernels.psum_finish(
-                        psum, lo_u, hi_u, self.adc_levels, st.psum_limit, passes[0][1], w_sum,
-                        has_ref, out_rows, ref_row,
-                    )
+                for c, first, rows in tiles:
+                    f0 = b * t.block_out + c * opt
+                    out_rows = acc[f0 : f0 + rows - has_ref]
+                    ref_row = ref_acc[b * ct + c] if has_ref else ref_acc[0]
+                    if calibrating:
+                        stored = cur_buf[: n_pass * size].reshape(n_pass, rt, m, nbatch)
+                        sample = np.ascontiguousarray(
+                            stored[:, :, first : first + rows].transpose(1, 2, 0, 3)
+                        ).reshape(rt, rows, n_pass * nbatch)
+                        lo, hi = calibrate_adc(sample, self.adc)
+                        width = lo.shape[1]
+                        st.lo[b, :, c, :width], st.hi[b, :, c, :width] = lo[:, :, 0], hi[:, :, 0]
+                        lo_u, hi_u = self._ranges(st, b, c, rows)
+                        for k, (_, weight) in enumerate(passes):
+                            convert(stored[k], var, False, lo_u, hi_u, 2 * k + 1,
+                                    row_base + first, weight, k, out_rows, ref_row, psum, first,
+                                    rows)
+                    if psum.shape[0]:  # one column tile per group (see _column_groups)
+                        lo_u, hi_u = self._ranges(st, b, c, rows)
+                        kernels.psum_finish(
+                            psum, lo_u, hi_u, self.adc_levels, st.psum_limit, passes[0][1], w_sum,
+                            has_ref, out_rows, ref_row,
+                        )
 
         kind, ceiling, a_inv, a_step = st.act
         if calibrating:
@@ -647,6 +658,24 @@ class ChipRunner:
         if timing:
             self._tick("decode", clock)
         return acc
+
+    @staticmethod
+    def _column_groups(st: _LayerState) -> list[tuple[int, int, int]]:
+        """(first, stop, rows): runs of column tiles c = first .. stop - 1 whose matrices are
+        multiplied side by side in one BLAS call per row tile (their rows are adjacent in
+        ``geff``; ``rows``: the run's real rows, the last column tile may be narrower). A run
+        holds up to WIDE_ROWS rows (one column tile with bit-serial partial sums, whose
+        per-tile sums :func:`sim.chip.kernels.psum_finish` completes)."""
+        t = st.dev.tiling
+        opt, has_ref, ct = t.outputs_per_tile, int(st.dev.has_ref), t.col_tiles
+        r1 = opt + has_ref
+        per = 1 if st.psum_collect else max(1, WIDE_ROWS // r1)
+        groups = []
+        for c0 in range(0, ct, per):
+            c1 = min(ct, c0 + per)
+            rows = (c1 - 1 - c0) * r1 + has_ref + min(opt, t.block_out - (c1 - 1) * opt)
+            groups.append((c0, c1, rows))
+        return groups
 
     @staticmethod
     def _ranges(st: _LayerState, b: int, c: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -749,24 +778,37 @@ class ChipRunner:
         """One calibrated layer on feature-major inputs (n_in, B) whose samples have the
         global indices sample_offset .. + B - 1 -> its chip output."""
         s0 = self._check_offset(sample_offset)
-        xp, base, o = self._padded(np.asarray(x, np.float32), s0)
-        key = _stream_key(self.seed, SIM_STREAM, index)
-        with _PIN_BLAS():
-            out = self._layer(self.states[index], xp, key, calibrating=False, s0=base)
-        return out[:, o : o + x.shape[-1]]
+        return self._run(np.asarray(x, np.float32), s0, index, index + 1)[0]
 
     def forward(self, x: np.ndarray, sample_offset: int = 0) -> list[np.ndarray]:
         """Feature-major input (n_in, B), samples with the global indices sample_offset ..
         + B - 1 -> every layer's chip output (feature-major)."""
         s0 = self._check_offset(sample_offset)
+        return self._run(np.asarray(x, np.float32), s0, 0, len(self.states))
+
+    def _run(self, x: np.ndarray, s0: int, first: int, stop: int) -> list[np.ndarray]:
+        """Layers first .. stop - 1 on x (n_in, B) of the global samples s0 ..: the batch,
+        padded to whole BLOCKs aligned to the global index, goes through all the layers one
+        BLOCK at a time (contiguous BLOCK-wide matrix products, work arrays that stay in
+        cache); returns every layer's output for the B samples."""
         n = x.shape[-1]
-        xp, base, o = self._padded(np.asarray(x, np.float32), s0)
-        outs = []
+        xp, base, o = self._padded(x, s0)
+        width = xp.shape[-1]
+        keys = [_stream_key(self.seed, SIM_STREAM, i) for i in range(first, stop)]
+        outs: list[np.ndarray] = []
         with _PIN_BLAS():
-            for i, st in enumerate(self.states):
-                key = _stream_key(self.seed, SIM_STREAM, i)
-                xp = self._layer(st, xp, key, calibrating=False, s0=base)
-                outs.append(xp[:, o : o + n] if (o or xp.shape[-1] != n) else xp)
+            for a in range(0, width, BLOCK):
+                y = xp[:, a : a + BLOCK]
+                for i, key in zip(range(first, stop), keys):
+                    y = self._layer(self.states[i], y, key, calibrating=False, s0=base + a)
+                    if width == BLOCK:
+                        outs.append(y)
+                        continue
+                    if a == 0:
+                        outs.append(np.empty((y.shape[0], width), np.float32))
+                    outs[i - first][:, a : a + BLOCK] = y
+        if o or width != n:
+            outs = [y[:, o : o + n] for y in outs]
         return outs
 
 
