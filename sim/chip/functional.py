@@ -472,7 +472,7 @@ class ChipRunner:
         row_ptr, src, sign, n_src, n_dst = st.route
         layer = st.layer
         nbatch = x.shape[-1]
-        out = np.empty((n_dst, layer.slot_size * nbatch), np.float32)
+        out = self._scratch("routed", (n_dst, layer.slot_size * nbatch))
         kernels.route_slots(x.reshape(n_src, -1), row_ptr, src, sign, out)
         return out.reshape(layer.n_dst_cores, layer.core_size, nbatch)
 
@@ -502,11 +502,11 @@ class ChipRunner:
 
     def _layer(
         self, st: _LayerState, x: np.ndarray, key: tuple[int, int], calibrating: bool,
-        s0: int,
+        s0: int, out: np.ndarray | None = None,
     ) -> np.ndarray:
-        """One layer on a feature-major batch x (n_in, B) -> its output (n_out, B); the
-        batch's samples have the global indices s0 .. s0 + B - 1 (forward: B and s0 are
-        multiples of BLOCK).
+        """One layer on a feature-major batch x (n_in, B) -> its output (n_out, B), written
+        into ``out`` (C-contiguous, float32) when given; the batch's samples have the global
+        indices s0 .. s0 + B - 1 (forward: B = BLOCK and s0 a multiple of it).
 
         Loops: block (DAC of its routed input), column tile (one batched matmul over the
         block's row tiles, then the fused noise + ADC + partial-sum kernel), DAC pass.
@@ -542,7 +542,11 @@ class ChipRunner:
         size_max = rt * m_max * nbatch
         cur_buf = self._scratch("cur", (size_max * (n_pass if calibrating else 1),))
         var_buf = self._scratch("var", (size_max if want_sq else rt * nbatch,))
-        acc = np.zeros((t.n_out, nbatch), np.float32)
+        if out is None:
+            acc = np.zeros((t.n_out, nbatch), np.float32)
+        else:
+            acc = out
+            acc.fill(0.0)
         ref_acc = self._scratch("ref", (nb * ct if has_ref else (nb if st.balance else 1), nbatch))
         ref_acc.fill(0.0)
         codes = self._scratch("codes", (1, t.block_in, nbatch), np.int32) if self.bit_serial else None
@@ -778,38 +782,58 @@ class ChipRunner:
         """One calibrated layer on feature-major inputs (n_in, B) whose samples have the
         global indices sample_offset .. + B - 1 -> its chip output."""
         s0 = self._check_offset(sample_offset)
-        return self._run(np.asarray(x, np.float32), s0, index, index + 1)[0]
+        return self._run(np.asarray(x, np.float32), s0, index, index + 1, True)[0]
 
     def forward(self, x: np.ndarray, sample_offset: int = 0) -> list[np.ndarray]:
         """Feature-major input (n_in, B), samples with the global indices sample_offset ..
         + B - 1 -> every layer's chip output (feature-major)."""
         s0 = self._check_offset(sample_offset)
-        return self._run(np.asarray(x, np.float32), s0, 0, len(self.states))
+        return self._run(np.asarray(x, np.float32), s0, 0, len(self.states), True)
 
-    def _run(self, x: np.ndarray, s0: int, first: int, stop: int) -> list[np.ndarray]:
+    def output(self, x: np.ndarray, sample_offset: int = 0) -> np.ndarray:
+        """The last layer's chip output of :meth:`forward` (the hidden layers' outputs are not
+        kept, so they need no memory of their own)."""
+        s0 = self._check_offset(sample_offset)
+        return self._run(np.asarray(x, np.float32), s0, 0, len(self.states), False)[-1]
+
+    def _run(
+        self, x: np.ndarray, s0: int, first: int, stop: int, keep: bool
+    ) -> list[np.ndarray]:
         """Layers first .. stop - 1 on x (n_in, B) of the global samples s0 ..: the batch,
         padded to whole BLOCKs aligned to the global index, goes through all the layers one
         BLOCK at a time (contiguous BLOCK-wide matrix products, work arrays that stay in
-        cache); returns every layer's output for the B samples."""
+        cache). Returns every layer's output for the B samples (``keep``), else the last's."""
         n = x.shape[-1]
         xp, base, o = self._padded(x, s0)
         width = xp.shape[-1]
-        keys = [_stream_key(self.seed, SIM_STREAM, i) for i in range(first, stop)]
-        outs: list[np.ndarray] = []
+        layers = range(first, stop)
+        keys = [_stream_key(self.seed, SIM_STREAM, i) for i in layers]
+        outs = [
+            np.empty((self.states[i].dev.tiling.n_out, width), np.float32)
+            if keep or i == stop - 1 else None
+            for i in layers
+        ]
         with _PIN_BLAS():
             for a in range(0, width, BLOCK):
                 y = xp[:, a : a + BLOCK]
-                for i, key in zip(range(first, stop), keys):
-                    y = self._layer(self.states[i], y, key, calibrating=False, s0=base + a)
-                    if width == BLOCK:
-                        outs.append(y)
-                        continue
-                    if a == 0:
-                        outs.append(np.empty((y.shape[0], width), np.float32))
-                    outs[i - first][:, a : a + BLOCK] = y
+                if width != BLOCK:
+                    y = self._scratch("input", y.shape)
+                    np.copyto(y, xp[:, a : a + BLOCK])
+                for i, key in zip(layers, keys):
+                    out = outs[i - first]
+                    if out is not None and width == BLOCK:
+                        work = out  # written in place
+                    else:  # hidden layers alternate between two work arrays
+                        shape = (self.states[i].dev.tiling.n_out, BLOCK)
+                        work = self._scratch(f"layer_out{(i - first) % 2}", shape)
+                    y = self._layer(self.states[i], y, key, calibrating=False, s0=base + a,
+                                    out=work)
+                    if out is not None and work is not out:
+                        out[:, a : a + BLOCK] = y
+        kept = [y for y in outs if y is not None]
         if o or width != n:
-            outs = [y[:, o : o + n] for y in outs]
-        return outs
+            kept = [y[:, o : o + n] for y in kept]
+        return kept
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -998,7 +1022,7 @@ def simulate(
         for a, b in _chunks(offset, offset + n, config.simulation.batch_chunk):
             start, stop = a - offset, b - offset
             x = network.input_spec.prepare(x_all[start:stop])
-            outs = runner.forward(x, a)
+            outs = runner.forward(x, a) if reference else [runner.output(x, a)]
             preds[start:stop] = np.argmax(network.readout.scores(outs[-1]), axis=1)
             if reference:
                 ideal = network.forward_features(x)
