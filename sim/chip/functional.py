@@ -667,13 +667,17 @@ class ChipRunner:
     def _column_groups(st: _LayerState) -> list[tuple[int, int, int]]:
         """(first, stop, rows): runs of column tiles c = first .. stop - 1 whose matrices are
         multiplied side by side in one BLAS call per row tile (their rows are adjacent in
-        ``geff``; ``rows``: the run's real rows, the last column tile may be narrower). A run
-        holds up to WIDE_ROWS rows (one column tile with bit-serial partial sums, whose
-        per-tile sums :func:`sim.chip.kernels.psum_finish` completes)."""
+        ``geff``; ``rows``: the run's real rows, the last column tile may be narrower). The
+        column tiles are split into runs of equal length, about WIDE_ROWS rows each (one
+        column tile with bit-serial partial sums, whose per-tile sums
+        :func:`sim.chip.kernels.psum_finish` completes)."""
         t = st.dev.tiling
         opt, has_ref, ct = t.outputs_per_tile, int(st.dev.has_ref), t.col_tiles
         r1 = opt + has_ref
-        per = 1 if st.psum_collect else max(1, WIDE_ROWS // r1)
+        per = 1
+        if not st.psum_collect:  # about WIDE_ROWS rows per run, runs of equal size
+            runs = max(1, round(ct * r1 / WIDE_ROWS))
+            per = -(-ct // runs)
         groups = []
         for c0 in range(0, ct, per):
             c1 = min(ct, c0 + per)
@@ -808,32 +812,31 @@ class ChipRunner:
         width = xp.shape[-1]
         layers = range(first, stop)
         keys = [_stream_key(self.seed, SIM_STREAM, i) for i in layers]
-        outs = [
-            np.empty((self.states[i].dev.tiling.n_out, width), np.float32)
+        outs = [  # exactly the B samples, contiguous
+            np.empty((self.states[i].dev.tiling.n_out, n), np.float32)
             if keep or i == stop - 1 else None
             for i in layers
         ]
+        whole = width == n  # one unpadded block: layers write their outputs in place
         with _PIN_BLAS():
             for a in range(0, width, BLOCK):
                 y = xp[:, a : a + BLOCK]
                 if width != BLOCK:
                     y = self._scratch("input", y.shape)
                     np.copyto(y, xp[:, a : a + BLOCK])
+                lo, hi = max(a, o), min(a + BLOCK, o + n)  # this block's samples, padded index
                 for i, key in zip(layers, keys):
                     out = outs[i - first]
-                    if out is not None and width == BLOCK:
-                        work = out  # written in place
+                    if out is not None and whole:
+                        work = out
                     else:  # hidden layers alternate between two work arrays
                         shape = (self.states[i].dev.tiling.n_out, BLOCK)
                         work = self._scratch(f"layer_out{(i - first) % 2}", shape)
                     y = self._layer(self.states[i], y, key, calibrating=False, s0=base + a,
                                     out=work)
                     if out is not None and work is not out:
-                        out[:, a : a + BLOCK] = y
-        kept = [y for y in outs if y is not None]
-        if o or width != n:
-            kept = [y[:, o : o + n] for y in kept]
-        return kept
+                        out[:, lo - o : hi - o] = y[:, lo - a : hi - a]
+        return [y for y in outs if y is not None]
 
 
 # ----------------------------------------------------------------------------- entry point
