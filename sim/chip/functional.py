@@ -558,12 +558,17 @@ class ChipRunner:
         w_sum = float(sum(np.float32(w) for _, w in passes))
 
         def convert(cur, var, use_var, lo_u, hi_u, stream, row_base, weight, k, out_rows,
-                    ref_row, psum, first, rows):
+                    ref_row, psum, first, rows, row_acc=None, r_offset=0, last=True):
             kernels.adc_accumulate(
                 cur, var, use_var, lo_u, hi_u, self.adc_levels, self.adc.noise_lsb, k0, k1,
                 stream, row_base, ct * r1, has_ref, weight, out_rows, ref_row, jobs, s0,
                 0 if psum.shape[0] else st.psum_limit, psum, float(1 << k), first, rows,
+                row_acc, r_offset, last,
             )
+
+        # forward, one analog read per input: the row tiles one at a time, each tile's
+        # currents converted right after its products (work arrays that stay in cache)
+        by_row_tile = not calibrating and not self.bit_serial
 
         for b in range(nb):
             blk = blocks[b : b + 1]
@@ -586,6 +591,39 @@ class ChipRunner:
                 psum = no_psum
                 if psum_all is not None:
                     psum = psum_all[:size].reshape(rt, m, nbatch)
+                if by_row_tile:
+                    weight = passes[0][1]
+                    if st.balance and c0 == 0:
+                        kernels.accumulate_sum(xt, weight, ref_acc[b])
+                    if noisy and not want_sq:
+                        var_c = var_buf[: rt * nbatch].reshape(rt, 1, nbatch)
+                        kernels.scaled_energy(xt, st.s2_const, var_c)
+                    if timing:
+                        clock = self._tick("noise variance", clock)
+                    row_acc = self._scratch("row_acc", (m, nbatch))
+                    cur = cur_buf[: m * nbatch].reshape(1, m, nbatch)
+                    for r in range(rt):
+                        self._matmul(g_u[r], xt[r], cur[0], blocked)
+                        if timing:
+                            clock = self._tick("mvm", clock)
+                        if want_sq:
+                            var = var_buf[: m * nbatch].reshape(1, m, nbatch)
+                            self._matmul(s2_u[r], x2[r], var[0], blocked)
+                        else:
+                            var = var_c[r : r + 1] if noisy else var_buf[:nbatch].reshape(1, 1, -1)
+                        if timing:
+                            clock = self._tick("noise variance", clock)
+                        for c, first, rows in tiles:
+                            lo_u, hi_u = self._ranges(st, b, c, rows)
+                            f0 = b * t.block_out + c * opt
+                            ref_row = ref_acc[b * ct + c] if has_ref else ref_acc[0]
+                            convert(cur, var, noisy, lo_u[r : r + 1], hi_u[r : r + 1], 0,
+                                    row_base + first + r * ct * r1, weight, 0,
+                                    acc[f0 : f0 + rows - has_ref], ref_row, no_psum, first, rows,
+                                    row_acc, r, r == rt - 1)
+                        if timing:
+                            clock = self._tick("noise + ADC + partial sums", clock)
+                    continue
                 for k, (plane, weight) in enumerate(passes):
                     if plane >= 0:
                         kernels.dac_plane(codes, plane, xt, x2, want_sq)

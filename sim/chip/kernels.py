@@ -604,6 +604,9 @@ def adc_accumulate(
     psum_weight,
     first_row=0,
     n_rows=-1,
+    row_acc=None,
+    r_offset=0,
+    last=True,
 ):
     """Read noise + ADC + digital partial-sum accumulation for the tiles of one column tile.
 
@@ -630,6 +633,12 @@ def adc_accumulate(
     currents (shape (0, 0, 0): off) the kernel instead adds psum_weight * (code - 2**(bits -
     1)) to psum (bit-serial passes; :func:`psum_finish` saturates and adds the sums) and leaves
     acc alone.
+
+    Row tiles one call at a time (their currents then need no memory at once): with
+    ``row_acc`` (M, B) float32 laid out like currents, the currents are row tiles
+    r_offset .. r_offset + row_tiles - 1 of the column tile (lo, hi and the counter rows
+    given for those), the sum over row tiles of the ADC values is kept in row_acc (reset
+    when r_offset = 0) and added, times weight, to acc only when ``last``.
     """
     rt, n_all, nbatch = currents.shape
     nr = n_all - first_row if n_rows < 0 else n_rows
@@ -648,9 +657,15 @@ def adc_accumulate(
         lbuf = np.empty(m // 2, np.float32)
         cbuf = np.empty(m // 2, np.float32)
         sbuf = np.empty(m // 2, np.float32)
-        row_sum = np.empty(nbatch, np.float32)
+        own_sum = np.empty(nbatch, np.float32)
         for j in range(job * nr // n_jobs, (job + 1) * nr // n_jobs):
-            row_sum[:] = 0.0
+            if row_acc is None:
+                row_sum = own_sum
+                row_sum[:] = 0.0
+            else:
+                row_sum = row_acc[first_row + j]
+                if r_offset == 0:
+                    row_sum[:] = 0.0
             for r in range(rt):
                 lo_v = lo[r, j * col_step]
                 step = (hi[r, j * col_step] - lo_v) / fl if levels > 0 else np.float32(1.0)
@@ -659,21 +674,22 @@ def adc_accumulate(
                     extra = np.float32((noise_lsb * step) ** 2)
                 clo = np.float32(0.0)
                 chi = fl
-                if psum_limit > 0 and r > 0 and levels > 0:
+                if psum_limit > 0 and r + r_offset > 0 and levels > 0:
                     clo = max(clo, np.float32(half - psum_limit))
                     chi = min(chi, np.float32(half + psum_limit - 1))
                 noisy = use_variance or extra > 0
                 row = row_base + r * row_stride + j
                 var = variance[r, (first_row + j) * var_step]
+                cur = currents[r, first_row + j]
                 if collect:
-                    _adc_row(psum[r, first_row + j], currents[r, first_row + j], var, noisy, use_variance, extra, wbuf,
+                    _adc_row(psum[r, first_row + j], cur, var, noisy, use_variance, extra, wbuf,
                              lbuf, cbuf, sbuf, s0, nbatch, row, stream, k0, k1, lo_v, step, fl,
                              clo, chi, half, True, pw)
                 else:
-                    _adc_row(row_sum, currents[r, first_row + j], var, noisy, use_variance, extra, wbuf,
-                             lbuf, cbuf, sbuf, s0, nbatch, row, stream, k0, k1, lo_v, step, fl,
-                             clo, chi, half, False, pw)
-            if collect:
+                    _adc_row(row_sum, cur, var, noisy, use_variance, extra, wbuf, lbuf, cbuf,
+                             sbuf, s0, nbatch, row, stream, k0, k1, lo_v, step, fl, clo, chi,
+                             half, False, pw)
+            if collect or not last:
                 continue
             dest = ref_acc if has_ref and j == 0 else acc[j - has_ref]
             for s in range(nbatch):
