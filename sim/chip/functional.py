@@ -6,8 +6,9 @@ Per layer and batch chunk (see docs/simulation.md for the full pipeline and the 
    dense layer's input is its one block.
 2. Input DAC: multilevel codes (one analog read) or sign-magnitude bit planes (one read per
    plane, shift-and-add after the ADC), with the full scale calibrated per layer.
-3. Analog MVM per tile as BLAS batched matmuls on contiguous float32 arrays:
-   ``I = G_eff @ x`` with G_eff = g_pos (- g_neg) and the reference column as an extra row.
+3. Analog MVM as float32 BLAS products, per row tile over runs of column tiles side by side
+   (one wide product instead of one per tile): ``I = G_eff @ x`` with G_eff = g_pos (- g_neg)
+   and the reference column as an extra row.
 4. Read noise, exact in distribution and cheap: a column current is a sum of independent
    Gaussian device currents, so it is Gaussian with variance ``V = S2 @ x**2`` where
    S2 = sigma_read(G)^2 per device (one more matmul, or a row sum when sigma is constant);
@@ -24,7 +25,9 @@ reusable across read-noise seeds and sample shards) and the read-noise seed. Eve
 normal is keyed by (seed, layer, tile column, DAC pass, *global* sample index), and the analog
 matrix products run in BLAS calls over fixed 1024-sample blocks aligned to the global sample
 index, so a dataset simulated whole, in shards (``sample_offset``) or with another batch chunk
-gives identical predictions. Thread counts are set per call (Numba's is thread-local; BLAS is
+gives identical predictions. The forward pass takes a chunk through all the layers one block at
+a time and converts each row tile's currents right after its products (work arrays that stay
+in cache). Thread counts are set per call (Numba's is thread-local; BLAS is
 pinned to one thread while any simulation runs, see :class:`_BlasPin`).
 """
 
@@ -508,8 +511,11 @@ class ChipRunner:
         into ``out`` (C-contiguous, float32) when given; the batch's samples have the global
         indices s0 .. s0 + B - 1 (forward: B = BLOCK and s0 a multiple of it).
 
-        Loops: block (DAC of its routed input), column tile (one batched matmul over the
-        block's row tiles, then the fused noise + ADC + partial-sum kernel), DAC pass.
+        Loops: block (DAC of its routed input), run of column tiles (:meth:`_column_groups`,
+        multiplied side by side), then in the forward pass with one analog read per input:
+        row tile (its two products, then the fused noise + ADC + partial-sum kernel per
+        column tile, the sums over row tiles kept in a work array); otherwise DAC pass (the
+        products of all row tiles in one batched call, then the kernel per column tile).
         """
         t = st.dev.tiling
         nb, rt, ct, ipt = t.n_blocks, t.row_tiles, t.col_tiles, t.inputs_per_tile
