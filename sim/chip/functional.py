@@ -606,7 +606,7 @@ class ChipRunner:
                         kernels.scaled_energy(xt, st.s2_const, var_c)
                     if timing:
                         clock = self._tick("noise variance", clock)
-                    row_acc = self._scratch("row_acc", (m, nbatch))
+                    row_acc = self._scratch("row_acc", (m, nbatch)) if rt > 1 else None
                     cur = cur_buf[: m * nbatch].reshape(1, m, nbatch)
                     for r in range(rt):
                         self._matmul(g_u[r], xt[r], cur[0], blocked)
