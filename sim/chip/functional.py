@@ -861,7 +861,7 @@ class ChipRunner:
             if keep or i == stop - 1 else None
             for i in layers
         ]
-        whole = width == n  # one unpadded block: layers write their outputs in place
+        whole = width == n == BLOCK  # one unpadded block: layers write their outputs in place
         with _PIN_BLAS():
             for a in range(0, width, BLOCK):
                 y = xp[:, a : a + BLOCK]
