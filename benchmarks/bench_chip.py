@@ -99,7 +99,7 @@ def stage_breakdown(net: Network, inst, cfg, cal, x: np.ndarray, chunk: int) -> 
     t0 = time.perf_counter()
     for s in range(0, len(x), chunk):
         f = net.input_spec.prepare(x[s : s + chunk])
-        np.argmax(net.readout.scores(runner.forward(f, s)[-1]), axis=1)
+        np.argmax(net.readout.scores(runner.output(f, s)), axis=1)
     total = time.perf_counter() - t0
     stages = dict(runner.stage_seconds)
     stages["other (prepare, padding, readout)"] = total - sum(stages.values())

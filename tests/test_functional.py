@@ -256,6 +256,48 @@ def test_runner_outputs_bitwise_equal_across_splits(scr_net):
         np.testing.assert_array_equal(np.concatenate([p[i] for p in pieces], axis=1), whole[i])
 
 
+def test_wide_products_and_output_equal_per_tile_forward(dense_net, monkeypatch):
+    """Column tiles multiplied side by side (one BLAS call per row tile) give bit-identical
+    outputs to one product per column tile; ChipRunner.output is forward()[-1], for batches
+    over several blocks and at unaligned offsets."""
+    from sim.chip import functional
+
+    cfg = config("offset", preset="rram_wan2022", dac=8, adc=6, act_bits=6,
+                 device={"read": {"kind": "proportional", "coeffs": [0.05]}})
+    inst = program_chip(dense_net, cfg, 1)
+    images = np.random.default_rng(6).random((2100, 28, 28), np.float32)
+    x = dense_net.input_spec.prepare(images)
+    cal = calibrate(dense_net, inst, CAL, seed=3)
+    runner = ChipRunner(dense_net, inst, cfg, 3)
+    runner.use(cal)
+    st = runner.states[0]
+    assert st.dev.tiling.col_tiles > 1 and len(runner._column_groups(st)) == 1
+    wide = runner.forward(x, 1000)
+    out = runner.output(x, 1000)
+    assert out.flags.c_contiguous and out.shape == wide[-1].shape
+    np.testing.assert_array_equal(out, wide[-1])
+    np.testing.assert_array_equal(runner.output(x[:, 5:40], 1005), wide[-1][:, 5:40])
+    # two whole, aligned blocks (no padding) equal the blocks one at a time
+    two = x[:, :2048]
+    halves = [runner.forward(two[:, a : a + 1024], a) for a in (0, 1024)]
+    for i, y in enumerate(runner.forward(two, 0)):
+        np.testing.assert_array_equal(y, np.concatenate([h[i] for h in halves], axis=1))
+    np.testing.assert_array_equal(runner.output(two, 0), np.concatenate([h[-1] for h in halves],
+                                                                         axis=1))
+    preds = [  # chunks of one and of two whole blocks
+        simulate(dense_net, inst, images, seed=3, calibration=cal, reference=False,
+                 config=cfg.replace(simulation={"batch_chunk": chunk})).predictions
+        for chunk in (1000, 2048)
+    ]
+    np.testing.assert_array_equal(preds[0], preds[1])
+    monkeypatch.setattr(functional, "WIDE_ROWS", 1)  # one column tile per product
+    per_tile = ChipRunner(dense_net, inst, cfg, 3)
+    per_tile.use(cal)
+    assert len(per_tile._column_groups(st)) == st.dev.tiling.col_tiles
+    for a, b in zip(per_tile.forward(x, 1000), wide):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_calibration_is_a_reusable_value(scr_net, images, tmp_path):
     cfg = noisy_config()
     inst = program_chip(scr_net, cfg, 1)

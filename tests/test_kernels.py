@@ -304,6 +304,50 @@ def test_adc_partial_sums_saturate_at_psum_bits(psum_bits):
     assert np.allclose(acc, plain, atol=1e-4) == (psum_bits >= bits)
 
 
+@pytest.mark.parametrize("per_column, has_ref, use_var", [(False, 1, True), (True, 0, False)])
+def test_adc_tile_rows_in_a_wider_array_and_row_tiles_one_at_a_time(per_column, has_ref,
+                                                                    use_var):
+    """A column tile's rows inside a wider currents array (first_row, n_rows: several column
+    tiles from one product), and its row tiles converted one call at a time with the sums
+    kept in row_acc (r_offset, last): bit-identical to the one call on the tile alone, read
+    noise, ADC noise and partial-sum saturation included."""
+    rng = np.random.default_rng(12)
+    rt, rows, n, first, wide = 3, 5, 300, 7, 16
+    cur, lo, hi = _unit(rng, rt=rt, rows=rows, n=n, per_column=per_column)
+    cur *= 2
+    var = np.abs(rng.normal(0, 0.5, cur.shape)).astype(np.float32)
+    bits, limit, base, stride, s0 = 6, 8, 40, 100, 2048 + 17
+    args = (2**bits - 1, 0.3, 5, 6, 1, base, stride, has_ref, 0.75)
+
+    def fresh():
+        return (rng.normal(0, 1, (rows - has_ref, n)).astype(np.float32),
+                rng.normal(0, 1, n).astype(np.float32))
+
+    acc0, ref0 = fresh()
+    acc, ref = acc0.copy(), ref0.copy()
+    K.adc_accumulate(cur, var, use_var, lo, hi, *args, acc, ref, 3, s0, limit, EMPTY, 1.0)
+    big = rng.normal(0, 1, (rt, wide, n)).astype(np.float32)  # other tiles' rows around it
+    big[:, first : first + rows] = cur
+    big_var = np.abs(rng.normal(0, 0.5, big.shape)).astype(np.float32)
+    big_var[:, first : first + rows] = var
+    a1, r1 = acc0.copy(), ref0.copy()
+    K.adc_accumulate(big, big_var, use_var, lo, hi, *args, a1, r1, 2, s0, limit, EMPTY, 1.0,
+                     first, rows)
+    np.testing.assert_array_equal(a1, acc)
+    np.testing.assert_array_equal(r1, ref)
+    a2, r2 = acc0.copy(), ref0.copy()
+    row_acc = np.full((wide, n), np.nan, np.float32)  # reset by the first row tile
+    for r in range(rt):
+        k_args = (2**bits - 1, 0.3, 5, 6, 1, base + r * stride, stride, has_ref, 0.75)
+        K.adc_accumulate(big[r : r + 1], big_var[r : r + 1], use_var, lo[r : r + 1],
+                         hi[r : r + 1], *k_args, a2, r2, 4, s0, limit, EMPTY, 1.0, first, rows,
+                         row_acc, r, r == rt - 1)
+        if r < rt - 1:  # nothing reaches acc before the last row tile
+            np.testing.assert_array_equal(a2, acc0)
+    np.testing.assert_array_equal(a2, acc)
+    np.testing.assert_array_equal(r2, ref)
+
+
 @pytest.mark.parametrize("psum_bits", [6, 9, 30])
 def test_bit_serial_partial_sums_collect_and_finish(psum_bits):
     """Bit-serial: a row tile's partial sum is its signed code sum over the planes,

@@ -6,8 +6,9 @@ Per layer and batch chunk (see docs/simulation.md for the full pipeline and the 
    dense layer's input is its one block.
 2. Input DAC: multilevel codes (one analog read) or sign-magnitude bit planes (one read per
    plane, shift-and-add after the ADC), with the full scale calibrated per layer.
-3. Analog MVM per tile as BLAS batched matmuls on contiguous float32 arrays:
-   ``I = G_eff @ x`` with G_eff = g_pos (- g_neg) and the reference column as an extra row.
+3. Analog MVM as float32 BLAS products, per row tile over runs of column tiles side by side
+   (one wide product instead of one per tile): ``I = G_eff @ x`` with G_eff = g_pos (- g_neg)
+   and the reference column as an extra row.
 4. Read noise, exact in distribution and cheap: a column current is a sum of independent
    Gaussian device currents, so it is Gaussian with variance ``V = S2 @ x**2`` where
    S2 = sigma_read(G)^2 per device (one more matmul, or a row sum when sigma is constant);
@@ -24,7 +25,9 @@ reusable across read-noise seeds and sample shards) and the read-noise seed. Eve
 normal is keyed by (seed, layer, tile column, DAC pass, *global* sample index), and the analog
 matrix products run in BLAS calls over fixed 1024-sample blocks aligned to the global sample
 index, so a dataset simulated whole, in shards (``sample_offset``) or with another batch chunk
-gives identical predictions. Thread counts are set per call (Numba's is thread-local; BLAS is
+gives identical predictions. The forward pass takes a chunk through all the layers one block at
+a time and converts each row tile's currents right after its products (work arrays that stay
+in cache). Thread counts are set per call (Numba's is thread-local; BLAS is
 pinned to one thread while any simulation runs, see :class:`_BlasPin`).
 """
 
@@ -58,6 +61,11 @@ CALIB_STREAM = 0x43414C00
 # the analog products take 1.5x as long in calls of 256 samples as in calls of 1024 or more
 # (OpenBLAS packs the tile's weights once per call).
 BLOCK = 1024
+# About how many rows of column tiles are multiplied side by side in one BLAS call (per row
+# tile and block; the column tiles are split into runs of equal length). Measured (dense
+# benchmark network, one thread): such products run several per cent faster per flop than
+# one 256-row product per tile; 512, 1024 and 2048 rows are within the noise of each other.
+WIDE_ROWS = 1024
 
 
 class _BlasPin:
@@ -318,7 +326,7 @@ class _LayerState:
 
     layer: Any
     dev: LayerDevices
-    geff: np.ndarray  # (blocks, row_tiles, col_tiles, R1, ipt)
+    geff: np.ndarray  # (blocks, row_tiles, col_tiles * R1, ipt): column tiles side by side
     s2: np.ndarray | None  # same layout, full read-noise variance matrix
     s2_const: float  # > 0: sigma^2 * devices per input, the same for every device
     bias: np.ndarray
@@ -413,8 +421,9 @@ class ChipRunner:
         dev = self.instance.layers[i]
         t = dev.tiling
         r1 = t.outputs_per_tile + (1 if dev.has_ref else 0)
-        shape = (t.n_blocks, t.row_tiles, t.col_tiles, r1, t.inputs_per_tile)
-        geff = dev.effective.reshape(shape)
+        # the column tiles of a row tile side by side: (C R1, ipt) rows, one wide product
+        shape = (t.n_blocks, t.row_tiles, t.col_tiles * r1, t.inputs_per_tile)
+        geff = np.ascontiguousarray(dev.effective, dtype=np.float32).reshape(shape)
         device = self.config.device
         s2 = None
         s2_const = 0.0
@@ -423,7 +432,7 @@ class ChipRunner:
                 per_input = 2 if dev.current.g_neg is not None else 1
                 s2_const = float(device.read.coeffs[0]) ** 2 * per_input
             else:
-                s2 = self.instance.read_variance(i).reshape(shape)
+                s2 = np.ascontiguousarray(self.instance.read_variance(i)).reshape(shape)
         n_out = t.n_out
         bias = (
             np.asarray(layer.bias, dtype=np.float32)
@@ -469,7 +478,7 @@ class ChipRunner:
         row_ptr, src, sign, n_src, n_dst = st.route
         layer = st.layer
         nbatch = x.shape[-1]
-        out = np.empty((n_dst, layer.slot_size * nbatch), np.float32)
+        out = self._scratch("routed", (n_dst, layer.slot_size * nbatch))
         kernels.route_slots(x.reshape(n_src, -1), row_ptr, src, sign, out)
         return out.reshape(layer.n_dst_cores, layer.core_size, nbatch)
 
@@ -499,14 +508,17 @@ class ChipRunner:
 
     def _layer(
         self, st: _LayerState, x: np.ndarray, key: tuple[int, int], calibrating: bool,
-        s0: int,
+        s0: int, out: np.ndarray | None = None,
     ) -> np.ndarray:
-        """One layer on a feature-major batch x (n_in, B) -> its output (n_out, B); the
-        batch's samples have the global indices s0 .. s0 + B - 1 (forward: B and s0 are
-        multiples of BLOCK).
+        """One layer on a feature-major batch x (n_in, B) -> its output (n_out, B), written
+        into ``out`` (C-contiguous, float32) when given; the batch's samples have the global
+        indices s0 .. s0 + B - 1 (forward: B = BLOCK and s0 a multiple of it).
 
-        Loops: block (DAC of its routed input), column tile (one batched matmul over the
-        block's row tiles, then the fused noise + ADC + partial-sum kernel), DAC pass.
+        Loops: block (DAC of its routed input), run of column tiles (:meth:`_column_groups`,
+        multiplied side by side), then in the forward pass with one analog read per input:
+        row tile (its two products, then the fused noise + ADC + partial-sum kernel per
+        column tile, the sums over row tiles kept in a work array); otherwise DAC pass (the
+        products of all row tiles in one batched call, then the kernel per column tile).
         """
         t = st.dev.tiling
         nb, rt, ct, ipt = t.n_blocks, t.row_tiles, t.col_tiles, t.inputs_per_tile
@@ -534,15 +546,20 @@ class ChipRunner:
 
         xt = self._scratch("xt", (rt, ipt, nbatch))
         x2 = self._scratch("x2", (rt, ipt, nbatch) if want_sq else (1, 1, 1))
-        cur_buf = self._scratch("cur", (rt * r1 * nbatch * (n_pass if calibrating else 1),))
-        var_buf = self._scratch("var", (rt * r1 * nbatch if want_sq else rt * nbatch,))
-        acc = np.zeros((t.n_out, nbatch), np.float32)
+        groups = self._column_groups(st)
+        m_max = max(rows_g for _, _, rows_g in groups)
+        size_max = rt * m_max * nbatch
+        cur_buf = self._scratch("cur", (size_max * (n_pass if calibrating else 1),))
+        var_buf = self._scratch("var", (size_max if want_sq else rt * nbatch,))
+        if out is None:
+            acc = np.zeros((t.n_out, nbatch), np.float32)
+        else:
+            acc = out
+            acc.fill(0.0)
         ref_acc = self._scratch("ref", (nb * ct if has_ref else (nb if st.balance else 1), nbatch))
         ref_acc.fill(0.0)
         codes = self._scratch("codes", (1, t.block_in, nbatch), np.int32) if self.bit_serial else None
-        psum_all = (
-            self._scratch("psum", (rt * r1 * nbatch,), np.float64) if st.psum_collect else None
-        )
+        psum_all = self._scratch("psum", (size_max,), np.float64) if st.psum_collect else None
         if psum_all is not None:
             psum_all.fill(0.0)
         no_psum = np.zeros((0, 0, 0), np.float64)
@@ -550,12 +567,17 @@ class ChipRunner:
         w_sum = float(sum(np.float32(w) for _, w in passes))
 
         def convert(cur, var, use_var, lo_u, hi_u, stream, row_base, weight, k, out_rows,
-                    ref_row, psum):
+                    ref_row, psum, first, rows, row_acc=None, r_offset=0, last=True):
             kernels.adc_accumulate(
                 cur, var, use_var, lo_u, hi_u, self.adc_levels, self.adc.noise_lsb, k0, k1,
                 stream, row_base, ct * r1, has_ref, weight, out_rows, ref_row, jobs, s0,
-                0 if psum.shape[0] else st.psum_limit, psum, float(1 << k),
+                0 if psum.shape[0] else st.psum_limit, psum, float(1 << k), first, rows,
+                row_acc, r_offset, last,
             )
+
+        # forward, one analog read per input: the row tiles one at a time, each tile's
+        # currents converted right after its products (work arrays that stay in cache)
+        by_row_tile = not calibrating and not self.bit_serial
 
         for b in range(nb):
             blk = blocks[b : b + 1]
@@ -565,31 +587,61 @@ class ChipRunner:
                 kernels.dac_tiles(blk, levels, st.x_max, inv_step, step, xt[None], x2[None], want_sq)
             if timing:
                 clock = self._tick("dac", clock)
-            for c in range(ct):
-                rows = has_ref + min(opt, t.block_out - c * opt)  # real rows of this tile
-                row_base = (b * rt * ct + c) * r1  # counter row = tile id * r1 + column
-                g_u = st.geff[b, :, c, :rows, :]
-                s2_u = st.s2[b, :, c, :rows, :] if want_sq else None
-                lo_u, hi_u = self._ranges(st, b, c, rows)
-                f0 = b * t.block_out + c * opt
-                out_rows = acc[f0 : f0 + rows - has_ref]
-                ref_row = ref_acc[b * ct + c] if has_ref else ref_acc[0]
-                size = rt * rows * nbatch
+            for c0, c1, m in groups:  # column tiles c0 .. c1 - 1: m rows side by side
+                tiles = [(c, (c - c0) * r1, has_ref + min(opt, t.block_out - c * opt))
+                         for c in range(c0, c1)]  # (column tile, first row, real rows)
+                g_u = st.geff[b, :, c0 * r1 : c0 * r1 + m, :]
+                s2_u = st.s2[b, :, c0 * r1 : c0 * r1 + m, :] if want_sq else None
+                row_base = (b * rt * ct + c0) * r1  # counter row = tile id * r1 + column
+                size = rt * m * nbatch
                 var = var_buf[: rt * nbatch].reshape(rt, 1, nbatch)
                 if want_sq:
-                    var = var_buf[:size].reshape(rt, rows, nbatch)
+                    var = var_buf[:size].reshape(rt, m, nbatch)
                 psum = no_psum
                 if psum_all is not None:
-                    psum = psum_all[:size].reshape(rt, rows, nbatch)
+                    psum = psum_all[:size].reshape(rt, m, nbatch)
+                if by_row_tile:
+                    weight = passes[0][1]
+                    if st.balance and c0 == 0:
+                        kernels.accumulate_sum(xt, weight, ref_acc[b])
+                    if noisy and not want_sq:
+                        var_c = var_buf[: rt * nbatch].reshape(rt, 1, nbatch)
+                        kernels.scaled_energy(xt, st.s2_const, var_c)
+                    if timing:
+                        clock = self._tick("noise variance", clock)
+                    row_acc = self._scratch("row_acc", (m, nbatch)) if rt > 1 else None
+                    cur = cur_buf[: m * nbatch].reshape(1, m, nbatch)
+                    for r in range(rt):
+                        self._matmul(g_u[r], xt[r], cur[0], blocked)
+                        if timing:
+                            clock = self._tick("mvm", clock)
+                        if want_sq:
+                            var = var_buf[: m * nbatch].reshape(1, m, nbatch)
+                            self._matmul(s2_u[r], x2[r], var[0], blocked)
+                        else:
+                            var = var_c[r : r + 1] if noisy else var_buf[:nbatch].reshape(1, 1, -1)
+                        if timing:
+                            clock = self._tick("noise variance", clock)
+                        for c, first, rows in tiles:
+                            lo_u, hi_u = self._ranges(st, b, c, rows)
+                            f0 = b * t.block_out + c * opt
+                            ref_row = ref_acc[b * ct + c] if has_ref else ref_acc[0]
+                            convert(cur, var, noisy, lo_u[r : r + 1], hi_u[r : r + 1], 0,
+                                    row_base + first + r * ct * r1, weight, 0,
+                                    acc[f0 : f0 + rows - has_ref], ref_row, no_psum, first, rows,
+                                    row_acc, r, r == rt - 1)
+                        if timing:
+                            clock = self._tick("noise + ADC + partial sums", clock)
+                    continue
                 for k, (plane, weight) in enumerate(passes):
                     if plane >= 0:
                         kernels.dac_plane(codes, plane, xt, x2, want_sq)
-                    if st.balance and c == 0:
+                    if st.balance and c0 == 0:
                         kernels.accumulate_sum(xt, weight, ref_acc[b])
                     if timing:
                         clock = self._tick("dac", clock)
                     off = k * size if calibrating else 0
-                    cur = cur_buf[off : off + size].reshape(rt, rows, nbatch)
+                    cur = cur_buf[off : off + size].reshape(rt, m, nbatch)
                     self._matmul(g_u, xt, cur, blocked)
                     if timing:
                         clock = self._tick("mvm", clock)
@@ -603,27 +655,37 @@ class ChipRunner:
                         if noisy:
                             kernels.add_read_noise(cur, var, k0, k1, 2 * k, row_base, ct * r1, s0)
                         continue
-                    convert(cur, var, noisy, lo_u, hi_u, k, row_base, weight, k, out_rows,
-                            ref_row, psum)
+                    for c, first, rows in tiles:
+                        lo_u, hi_u = self._ranges(st, b, c, rows)
+                        f0 = b * t.block_out + c * opt
+                        ref_row = ref_acc[b * ct + c] if has_ref else ref_acc[0]
+                        convert(cur, var, noisy, lo_u, hi_u, k, row_base + first, weight, k,
+                                acc[f0 : f0 + rows - has_ref], ref_row, psum, first, rows)
                     if timing:
                         clock = self._tick("noise + ADC + partial sums", clock)
-                if calibrating:
-                    stored = cur_buf[: n_pass * size].reshape(n_pass, rt, rows, nbatch)
-                    sample = np.ascontiguousarray(stored.transpose(1, 2, 0, 3)).reshape(
-                        rt, rows, n_pass * nbatch
-                    )
-                    lo, hi = calibrate_adc(sample, self.adc)
-                    width = lo.shape[1]
-                    st.lo[b, :, c, :width], st.hi[b, :, c, :width] = lo[:, :, 0], hi[:, :, 0]
-                    lo_u, hi_u = self._ranges(st, b, c, rows)
-                    for k, (_, weight) in enumerate(passes):
-                        convert(stored[k], var, False, lo_u, hi_u, 2 * k + 1, row_base, weight,
-                                k, out_rows, ref_row, psum)
-                if psum.shape[0]:
-                    kernels.psum_finish(
-                        psum, lo_u, hi_u, self.adc_levels, st.psum_limit, passes[0][1], w_sum,
-                        has_ref, out_rows, ref_row,
-                    )
+                for c, first, rows in tiles:
+                    f0 = b * t.block_out + c * opt
+                    out_rows = acc[f0 : f0 + rows - has_ref]
+                    ref_row = ref_acc[b * ct + c] if has_ref else ref_acc[0]
+                    if calibrating:
+                        stored = cur_buf[: n_pass * size].reshape(n_pass, rt, m, nbatch)
+                        sample = np.ascontiguousarray(
+                            stored[:, :, first : first + rows].transpose(1, 2, 0, 3)
+                        ).reshape(rt, rows, n_pass * nbatch)
+                        lo, hi = calibrate_adc(sample, self.adc)
+                        width = lo.shape[1]
+                        st.lo[b, :, c, :width], st.hi[b, :, c, :width] = lo[:, :, 0], hi[:, :, 0]
+                        lo_u, hi_u = self._ranges(st, b, c, rows)
+                        for k, (_, weight) in enumerate(passes):
+                            convert(stored[k], var, False, lo_u, hi_u, 2 * k + 1,
+                                    row_base + first, weight, k, out_rows, ref_row, psum, first,
+                                    rows)
+                    if psum.shape[0]:  # one column tile per group (see _column_groups)
+                        lo_u, hi_u = self._ranges(st, b, c, rows)
+                        kernels.psum_finish(
+                            psum, lo_u, hi_u, self.adc_levels, st.psum_limit, passes[0][1], w_sum,
+                            has_ref, out_rows, ref_row,
+                        )
 
         kind, ceiling, a_inv, a_step = st.act
         if calibrating:
@@ -647,6 +709,28 @@ class ChipRunner:
         if timing:
             self._tick("decode", clock)
         return acc
+
+    @staticmethod
+    def _column_groups(st: _LayerState) -> list[tuple[int, int, int]]:
+        """(first, stop, rows): runs of column tiles c = first .. stop - 1 whose matrices are
+        multiplied side by side in one BLAS call per row tile (their rows are adjacent in
+        ``geff``; ``rows``: the run's real rows, the last column tile may be narrower). The
+        column tiles are split into runs of equal length, about WIDE_ROWS rows each (one
+        column tile with bit-serial partial sums, whose per-tile sums
+        :func:`sim.chip.kernels.psum_finish` completes)."""
+        t = st.dev.tiling
+        opt, has_ref, ct = t.outputs_per_tile, int(st.dev.has_ref), t.col_tiles
+        r1 = opt + has_ref
+        per = 1
+        if not st.psum_collect:  # about WIDE_ROWS rows per run, runs of equal size
+            runs = max(1, round(ct * r1 / WIDE_ROWS))
+            per = -(-ct // runs)
+        groups = []
+        for c0 in range(0, ct, per):
+            c1 = min(ct, c0 + per)
+            rows = (c1 - 1 - c0) * r1 + has_ref + min(opt, t.block_out - (c1 - 1) * opt)
+            groups.append((c0, c1, rows))
+        return groups
 
     @staticmethod
     def _ranges(st: _LayerState, b: int, c: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -749,25 +833,57 @@ class ChipRunner:
         """One calibrated layer on feature-major inputs (n_in, B) whose samples have the
         global indices sample_offset .. + B - 1 -> its chip output."""
         s0 = self._check_offset(sample_offset)
-        xp, base, o = self._padded(np.asarray(x, np.float32), s0)
-        key = _stream_key(self.seed, SIM_STREAM, index)
-        with _PIN_BLAS():
-            out = self._layer(self.states[index], xp, key, calibrating=False, s0=base)
-        return out[:, o : o + x.shape[-1]]
+        return self._run(np.asarray(x, np.float32), s0, index, index + 1, True)[0]
 
     def forward(self, x: np.ndarray, sample_offset: int = 0) -> list[np.ndarray]:
         """Feature-major input (n_in, B), samples with the global indices sample_offset ..
         + B - 1 -> every layer's chip output (feature-major)."""
         s0 = self._check_offset(sample_offset)
+        return self._run(np.asarray(x, np.float32), s0, 0, len(self.states), True)
+
+    def output(self, x: np.ndarray, sample_offset: int = 0) -> np.ndarray:
+        """The last layer's chip output of :meth:`forward` (the hidden layers' outputs are not
+        kept, so they need no memory of their own)."""
+        s0 = self._check_offset(sample_offset)
+        return self._run(np.asarray(x, np.float32), s0, 0, len(self.states), False)[-1]
+
+    def _run(
+        self, x: np.ndarray, s0: int, first: int, stop: int, keep: bool
+    ) -> list[np.ndarray]:
+        """Layers first .. stop - 1 on x (n_in, B) of the global samples s0 ..: the batch,
+        padded to whole BLOCKs aligned to the global index, goes through all the layers one
+        BLOCK at a time (contiguous BLOCK-wide matrix products, work arrays that stay in
+        cache). Returns every layer's output for the B samples (``keep``), else the last's."""
         n = x.shape[-1]
-        xp, base, o = self._padded(np.asarray(x, np.float32), s0)
-        outs = []
+        xp, base, o = self._padded(x, s0)
+        width = xp.shape[-1]
+        layers = range(first, stop)
+        keys = [_stream_key(self.seed, SIM_STREAM, i) for i in layers]
+        outs = [  # exactly the B samples, contiguous
+            np.empty((self.states[i].dev.tiling.n_out, n), np.float32)
+            if keep or i == stop - 1 else None
+            for i in layers
+        ]
+        whole = width == n == BLOCK  # one unpadded block: layers write their outputs in place
         with _PIN_BLAS():
-            for i, st in enumerate(self.states):
-                key = _stream_key(self.seed, SIM_STREAM, i)
-                xp = self._layer(st, xp, key, calibrating=False, s0=base)
-                outs.append(xp[:, o : o + n] if (o or xp.shape[-1] != n) else xp)
-        return outs
+            for a in range(0, width, BLOCK):
+                y = xp[:, a : a + BLOCK]
+                if width != BLOCK:
+                    y = self._scratch("input", y.shape)
+                    np.copyto(y, xp[:, a : a + BLOCK])
+                lo, hi = max(a, o), min(a + BLOCK, o + n)  # this block's samples, padded index
+                for i, key in zip(layers, keys):
+                    out = outs[i - first]
+                    if out is not None and whole:
+                        work = out
+                    else:  # hidden layers alternate between two work arrays
+                        shape = (self.states[i].dev.tiling.n_out, BLOCK)
+                        work = self._scratch(f"layer_out{(i - first) % 2}", shape)
+                    y = self._layer(self.states[i], y, key, calibrating=False, s0=base + a,
+                                    out=work)
+                    if out is not None and work is not out:
+                        out[:, lo - o : hi - o] = y[:, lo - a : hi - a]
+        return [y for y in outs if y is not None]
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -956,7 +1072,7 @@ def simulate(
         for a, b in _chunks(offset, offset + n, config.simulation.batch_chunk):
             start, stop = a - offset, b - offset
             x = network.input_spec.prepare(x_all[start:stop])
-            outs = runner.forward(x, a)
+            outs = runner.forward(x, a) if reference else [runner.output(x, a)]
             preds[start:stop] = np.argmax(network.readout.scores(outs[-1]), axis=1)
             if reference:
                 ideal = network.forward_features(x)

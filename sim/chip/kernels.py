@@ -175,31 +175,25 @@ def _row_polar(lbuf, cbuf, sbuf, rad, ang, npair, p0, row, stream, k0, k1):
     half = _F(0.5)
     two = _F(2.0)
     zero = _F(0.0)
+    # q = hi ? 1 - u : u in (0, 1/2] (sbuf), then exactly q = m 2^-k with m in [1/2, 1) read
+    # from q's float32 bits (exponent e: k = 126 - e; q >= 2^-33 is never subnormal): m in
+    # lbuf, k in cbuf. Three simple loops, each vectorised (a bit cast inside one loop is not).
+    for p in range(npair):
+        q = np.abs(_F(wi[p]) + half) * _F(_TWO_M32)  # radius word as int32: w1 - 2^32 if >= 2^31
+        sbuf[p] = q
+        lbuf[p] = q
+    mi = lbuf[:npair].view(np.int32)
+    for p in range(npair):
+        bits = mi[p]
+        cbuf[p] = _F(np.int32(126) - (bits >> np.int32(23)))
+        mi[p] = (bits & np.int32(0x7FFFFF)) | np.int32(0x3F000000)
     for p in range(npair):  # branch-free, vectorisable
-        s1 = wi[p]  # radius word as int32: w1 - 2^32 when w1 >= 2^31
+        s1 = wi[p]
         s2 = wa[p]
         hi = s1 < 0  # u >= 1/2
-        q = np.abs(_F(s1) + half) * _F(_TWO_M32)  # hi: 1 - u; else: u; in (0, 1/2]
-        m = q
-        k = zero
-        c = m < _F(2.0**-16)
-        m = m * _F(65536.0) if c else m
-        k += _F(16.0) if c else zero
-        c = m < _F(2.0**-8)
-        m = m * _F(256.0) if c else m
-        k += _F(8.0) if c else zero
-        c = m < _F(2.0**-4)
-        m = m * _F(16.0) if c else m
-        k += _F(4.0) if c else zero
-        c = m < _F(0.25)
-        m = m * _F(4.0) if c else m
-        k += _F(2.0) if c else zero
-        c = m < half
-        m = m * two if c else m
-        k += one if c else zero
-        c = m < half
-        m = m * two if c else m
-        k += one if c else zero
+        q = sbuf[p]
+        m = lbuf[p]
+        k = cbuf[p]
         # one more halving step puts the argument in [1/sqrt(2), sqrt(2)): |t| <= 0.1716
         up = m < _SQRT_HALF  # u < 1/2: m in [1/2, 1/sqrt(2)) -> 2m, k + 1
         m = m * two if up else m
@@ -608,14 +602,21 @@ def adc_accumulate(
     psum_limit,
     psum,
     psum_weight,
+    first_row=0,
+    n_rows=-1,
+    row_acc=None,
+    r_offset=0,
+    last=True,
 ):
     """Read noise + ADC + digital partial-sum accumulation for the tiles of one column tile.
 
-    currents: (row_tiles, R, B) float32 column currents of the row tiles of one (block,
-    column tile); row 0 is the reference column when ``has_ref``. variance: (row_tiles, R, B),
-    or (row_tiles, 1, B) when every column has the same variance; read only when
-    ``use_variance``. lo, hi: (row_tiles, L) ADC ranges, L = 1 (one per tile) or R (per
-    column). levels = 2**bits - 1, or 0 for an ideal ADC (no clipping, rounding or ADC noise).
+    currents: (row_tiles, M, B) float32 column currents of the row tiles of one (block,
+    column tile), or of several column tiles side by side (one wide matrix product): the
+    tile's R rows are first_row .. first_row + R - 1 (R = ``n_rows``, or -1: all rows from
+    first_row); row 0 of the tile is the reference column when ``has_ref``. variance: (row_tiles,
+    M, B) laid out like currents, or (row_tiles, 1, B) when every column has the same
+    variance; read only when ``use_variance``. lo, hi: (row_tiles, L) ADC ranges, L = 1 (one
+    per tile) or R (per column). levels = 2**bits - 1, or 0 for an ideal ADC (no clipping, rounding or ADC noise).
     noise_lsb: ADC input noise in LSB.
 
     Per conversion: y = I + sqrt(V + (noise_lsb * step)**2) * z with z ~ N(0, 1) the normal
@@ -628,12 +629,19 @@ def adc_accumulate(
     Partial sums (row tiles r > 0 send theirs to row tile 0, see docs/simulation.md):
     ``psum_limit`` = 2**(psum_bits - 1) > 0 saturates the signed code (code - 2**(bits - 1))
     of those row tiles to [-psum_limit, psum_limit - 1] (one pass per input: the partial sum is
-    the code); 0: no saturation. With ``psum`` (row_tiles, R, B) float64 (shape (0, 0, 0): off)
-    the kernel instead adds psum_weight *
-    (code - 2**(bits - 1)) to psum (bit-serial passes; :func:`psum_finish` saturates and adds
-    the sums) and leaves acc alone.
+    the code); 0: no saturation. With ``psum`` (row_tiles, M, B) float64 laid out like
+    currents (shape (0, 0, 0): off) the kernel instead adds psum_weight * (code - 2**(bits -
+    1)) to psum (bit-serial passes; :func:`psum_finish` saturates and adds the sums) and leaves
+    acc alone.
+
+    Row tiles one call at a time (their currents then need no memory at once): with
+    ``row_acc`` (M, B) float32 laid out like currents, the currents are row tiles
+    r_offset .. r_offset + row_tiles - 1 of the column tile (lo, hi and the counter rows
+    given for those), the sum over row tiles of the ADC values is kept in row_acc (reset
+    when r_offset = 0) and added, times weight, to acc only when ``last``.
     """
-    rt, nr, nbatch = currents.shape
+    rt, n_all, nbatch = currents.shape
+    nr = n_all - first_row if n_rows < 0 else n_rows
     col_step = 1 if lo.shape[1] > 1 else 0  # index multipliers (per column or shared)
     var_step = 1 if variance.shape[1] > 1 else 0
     k0, k1 = np.uint32(key0), np.uint32(key1)
@@ -649,9 +657,15 @@ def adc_accumulate(
         lbuf = np.empty(m // 2, np.float32)
         cbuf = np.empty(m // 2, np.float32)
         sbuf = np.empty(m // 2, np.float32)
-        row_sum = np.empty(nbatch, np.float32)
+        own_sum = np.empty(nbatch, np.float32)
         for j in range(job * nr // n_jobs, (job + 1) * nr // n_jobs):
-            row_sum[:] = 0.0
+            if row_acc is None:
+                row_sum = own_sum
+                row_sum[:] = 0.0
+            else:
+                row_sum = row_acc[first_row + j]
+                if r_offset == 0:
+                    row_sum[:] = 0.0
             for r in range(rt):
                 lo_v = lo[r, j * col_step]
                 step = (hi[r, j * col_step] - lo_v) / fl if levels > 0 else np.float32(1.0)
@@ -660,21 +674,22 @@ def adc_accumulate(
                     extra = np.float32((noise_lsb * step) ** 2)
                 clo = np.float32(0.0)
                 chi = fl
-                if psum_limit > 0 and r > 0 and levels > 0:
+                if psum_limit > 0 and r + r_offset > 0 and levels > 0:
                     clo = max(clo, np.float32(half - psum_limit))
                     chi = min(chi, np.float32(half + psum_limit - 1))
                 noisy = use_variance or extra > 0
                 row = row_base + r * row_stride + j
-                var = variance[r, j * var_step]
+                var = variance[r, (first_row + j) * var_step]
+                cur = currents[r, first_row + j]
                 if collect:
-                    _adc_row(psum[r, j], currents[r, j], var, noisy, use_variance, extra, wbuf,
+                    _adc_row(psum[r, first_row + j], cur, var, noisy, use_variance, extra, wbuf,
                              lbuf, cbuf, sbuf, s0, nbatch, row, stream, k0, k1, lo_v, step, fl,
                              clo, chi, half, True, pw)
                 else:
-                    _adc_row(row_sum, currents[r, j], var, noisy, use_variance, extra, wbuf,
-                             lbuf, cbuf, sbuf, s0, nbatch, row, stream, k0, k1, lo_v, step, fl,
-                             clo, chi, half, False, pw)
-            if collect:
+                    _adc_row(row_sum, cur, var, noisy, use_variance, extra, wbuf, lbuf, cbuf,
+                             sbuf, s0, nbatch, row, stream, k0, k1, lo_v, step, fl, clo, chi,
+                             half, False, pw)
+            if collect or not last:
                 continue
             dest = ref_acc if has_ref and j == 0 else acc[j - has_ref]
             for s in range(nbatch):

@@ -225,7 +225,7 @@ def network_fingerprint(network: Network) -> str:
             if a.dtype.kind == "f":
                 a = a.astype(np.float32)
             h.update(f"{name}{a.shape}{a.dtype.str}".encode())
-            h.update(a.tobytes())
+            h.update(a.reshape(-1).view(np.uint8))  # the bytes of a.tobytes(), without a copy
         h.update(layer.activation.describe().encode() + repr(layer.activation.ceiling).encode())
     return h.hexdigest()
 
