@@ -4,11 +4,12 @@ Runs (BookSim2's reference configuration, uniform traffic, 4-flit packets): 8x8 
 0.4, 16x16 at 0.1 (8 VCs), 32x32 at 0.1 (how cost grows with size), plus 8x8 with 2 VCs at 0.1
 and 8 VCs at 0.2 as in BookSim2's own speed table. Each run is warm-up 3000 + a 3000-cycle
 window + drain, as BookSim2's runs (about 6,100 cycles). Timed: the simulation loop only
-(compilation excluded), wall clock and thread CPU time, best and worst of --repeats. Numba
-and BLAS threads are set to 1 and printed. BookSim2's figures (measured on the same kind of
-2-core machine, single thread) are quoted for the ratio. The last line is one JSON object.
+(compilation excluded), wall clock and thread CPU time, best and worst of --repeats, taken
+round-robin over the runs. Numba and BLAS threads are set to 1 and printed. BookSim2's
+figures (measured on the same kind of 2-core machine, single thread) are quoted for the
+ratio. The last line is one JSON object.
 
-    python benchmarks/bench_noc.py [--repeats 3] [--figure docs/noc_speed.png]
+    python benchmarks/bench_noc.py [--repeats 5] [--figure docs/noc_speed.png]
 
 Entry ``--network``: the mapped network's own traffic (1,000 inferences of the reference
 network on the default chip), see ``benchmarks/bench_noc_network.py``:
@@ -48,7 +49,7 @@ def _run(k: int, v: int, rate: float) -> tuple[float, float, int, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--figure", type=Path, default=None)
     ap.add_argument("--network", action="store_true",
                     help="the network-driven entry (bench_noc_network.py)")
@@ -68,20 +69,29 @@ def main() -> None:
         print("| run | cycles | cycles/s (wall, best - worst) | cycles/s (CPU, best) | "
               "M flit-hops/s (wall, best) | vs BookSim2 (wall best / worst) |")
         print("|---|---:|---:|---:|---:|---:|")
-        for k, v, rate in RUNS:
+        # repetitions round-robin over the runs, so that a burst of load from other jobs on
+        # this shared machine slows one repetition of several runs, not every repetition of one
+        walls = {run: [] for run in RUNS}
+        cpus = {run: [] for run in RUNS}
+        counts = {}
+        for _ in range(args.repeats):
+            for run in RUNS:
+                wall, cpu, cycles, hops = _run(*run)
+                walls[run].append(wall)
+                cpus[run].append(cpu)
+                counts[run] = cycles, hops
+        for run in RUNS:
+            k, v, rate = run
             name = f"{k}x{k} {v}vc {rate:.2f}"
-            walls, cpus = [], []
-            for _ in range(args.repeats):
-                wall, cpu, cycles, hops = _run(k, v, rate)
-                walls.append(wall)
-                cpus.append(cpu)
-            best, worst = min(walls), max(walls)
+            cycles, hops = counts[run]
+            best, worst = min(walls[run]), max(walls[run])
             ref = BOOKSIM_CPS.get(name)
             ratio = f"{cycles / best / ref:.1f}x / {cycles / worst / ref:.1f}x" if ref else ""
             print(f"| {name} | {cycles} | {cycles / best:,.0f} - {cycles / worst:,.0f} | "
-                  f"{cycles / min(cpus):,.0f} | {hops / best / 1e6:.2f} | {ratio} |", flush=True)
+                  f"{cycles / min(cpus[run]):,.0f} | {hops / best / 1e6:.2f} | {ratio} |",
+                  flush=True)
             out.append({"run": name, "cycles": cycles, "sim_seconds": best,
-                        "sim_seconds_range": [best, worst], "cpu_seconds": min(cpus),
+                        "sim_seconds_range": [best, worst], "cpu_seconds": min(cpus[run]),
                         "cycles_per_s": cycles / best, "cycles_per_s_worst": cycles / worst,
                         "flit_hops": hops, "flit_hops_per_s": hops / best,
                         "booksim_cycles_per_s": ref})
