@@ -10,6 +10,7 @@ import pytest
 
 from sim.noc import (
     NocConfig,
+    NocConfigError,
     NocDeadlockError,
     SyntheticTraffic,
     Trace,
@@ -321,3 +322,26 @@ def test_more_allocator_iterations_never_lose_throughput():
         ]))
 
     assert mean_accepted(3) >= 0.98 * mean_accepted(1)
+
+
+def test_geometric_gap_sources_match_bernoulli_rates():
+    # certain and impossible sources are exact
+    cfg = NocConfig(rows=2, cols=2)
+    every = simulate_noc(cfg, SyntheticTraffic(rate=1.0, rate_unit="packets", packet_flits=1),
+                         warmup=0, cycles=50)
+    assert every.offered_rate == 1.0
+    never = simulate_noc(cfg, SyntheticTraffic(rate=0.0), warmup=0, cycles=50)
+    assert never.offered_rate == 0.0 and never.injected_flits == 0
+    # gaps between successes of Bernoulli(p) trials: geometric, mean 1/p, variance (1-p)/p^2
+    p = 0.1
+    state = np.array([12345], np.uint64)
+    gaps = np.array([K._gap(state, 0, p, np.log1p(-p)) for _ in range(40000)])
+    assert gaps.min() == 1
+    assert gaps.mean() == pytest.approx(1 / p, rel=0.02)
+    assert gaps.var() == pytest.approx((1 - p) / p**2, rel=0.05)
+    assert np.mean(gaps == 1) == pytest.approx(p, rel=0.05)
+
+
+def test_run_length_limited_to_int32_cycles():
+    with pytest.raises(NocConfigError, match=r"int32.*2,146,435,072"):
+        simulate_noc(NocConfig(rows=2, cols=2), SyntheticTraffic(rate=0.1), cycles=2**31)
