@@ -324,25 +324,13 @@ def _mc_mask(r, p, k0, cnt, m_dst, rows, cols, yx):
         d = m_dst[k]
         dx = d % cols
         dy = d // cols
-        if p == 0:
-            keep = True
-        elif not yx:
-            if p == 2:
-                keep = dx >= x
-            elif p == 1:
-                keep = dx <= x
-            elif p == 4:
-                keep = dx == x and dy >= y
-            else:
-                keep = dx == x and dy <= y
-        elif p == 4:
-            keep = dy >= y
-        elif p == 3:
-            keep = dy <= y
-        elif p == 2:
-            keep = dy == y and dx >= x
-        else:
-            keep = dy == y and dx <= x
+        keep = True
+        if p != 0:
+            along_x = p <= 2  # input ports 1, 2 carry x traffic, 3, 4 y traffic
+            a, da, b, db = (x, dx, y, dy) if along_x else (y, dy, x, dx)
+            keep = da >= a if p == 2 or p == 4 else da <= a  # on or beyond this router
+            if along_x == yx:  # travelling the route's second dimension: this line only
+                keep = keep and db == b
         if not keep:
             continue
         o, _, _ = _route(r, 0, d, rows, cols, False, yx, 1)
