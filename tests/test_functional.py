@@ -587,3 +587,30 @@ def test_simulation_errors(scr_net, dense_net, images):
         ChipRunner(dense_net, inst, cfg, 0)
     with pytest.raises(SimulationError, match="seed"):
         ChipRunner(scr_net, inst, cfg, -2)
+
+
+def test_adc_kernels_compile_once(dense_net, scr_net, images):
+    """Every call of the ADC kernels has the same argument types -- one- and several-row-tile
+    layers, a fresh and a reused (read-only) calibration, multilevel and bit-serial, per tile
+    and per column -- so Numba compiles each once (each specialisation of the parallel kernel
+    costs tens of seconds on a fresh machine, e.g. in CI)."""
+    from sim.chip import kernels
+
+    cases = [
+        (dense_net, config("offset", dac=8, adc=8, grid=16, device={"preset": "rram_wan2022"})),
+        (scr_net, config("single", dac=8, adc=6).replace(adc={"granularity": "column"})),
+        (dense_net, config("offset", dac=4, adc=6, grid=16, mapping={"psum_bits": 7}).replace(
+            dac={"mode": "bit_serial"})),
+    ]
+    for net, cfg in cases:
+        inst = program_chip(net, cfg, 1)
+        cal = calibrate(net, inst, images[:64], seed=0)  # read-only ranges
+        simulate(net, inst, images[:64], seed=0, calibration=cal, reference=False)
+        simulate(net, inst, images[:64], seed=0, calibration=images[:64], reference=False)
+    for name in ("_adc_accumulate", "psum_finish"):
+        assert len(getattr(kernels, name).signatures) == 1, name
+    with pytest.raises(ValueError, match="acc must be a writable C-contiguous float32"):
+        z = np.zeros((1, 2, 256), np.float32)
+        kernels.adc_accumulate(z, z, False, z[0, :, :1], z[0, :, :1], 15, 0.0, 1, 2, 0, 0, 2, 0,
+                               1.0, np.zeros((2, 256)), np.zeros(256, np.float32), 1, 0, 0,
+                               np.zeros((0, 0, 0)), 1.0)

@@ -734,11 +734,13 @@ class ChipRunner:
 
     @staticmethod
     def _ranges(st: _LayerState, b: int, c: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """Contiguous (row_tiles, L) ADC ranges of the tiles of (block b, column tile c)."""
+        """Contiguous, writable (row_tiles, L) ADC ranges of the tiles of (block b, column
+        tile c): one argument type for the kernels whether or not the calibration's arrays
+        are read-only (Numba compiles a specialisation per type)."""
         width = rows if st.lo.shape[-1] > 1 else 1
         return (
-            np.ascontiguousarray(st.lo[b, :, c, :width]),
-            np.ascontiguousarray(st.hi[b, :, c, :width]),
+            np.require(st.lo[b, :, c, :width], np.float32, ("C", "W")),
+            np.require(st.hi[b, :, c, :width], np.float32, ("C", "W")),
         )
 
     def _scratch(self, name: str, shape: tuple, dtype=np.float32) -> np.ndarray:

@@ -580,7 +580,7 @@ def _adc_row(out, cur, var, noisy, use_var, extra, wbuf, lbuf, cbuf, sbuf, s0, n
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def adc_accumulate(
+def _adc_accumulate(
     currents,
     variance,
     use_variance,
@@ -602,44 +602,13 @@ def adc_accumulate(
     psum_limit,
     psum,
     psum_weight,
-    first_row=0,
-    n_rows=-1,
-    row_acc=None,
-    r_offset=0,
-    last=True,
+    first_row,
+    n_rows,
+    row_acc,
+    r_offset,
+    last,
 ):
-    """Read noise + ADC + digital partial-sum accumulation for the tiles of one column tile.
-
-    currents: (row_tiles, M, B) float32 column currents of the row tiles of one (block,
-    column tile), or of several column tiles side by side (one wide matrix product): the
-    tile's R rows are first_row .. first_row + R - 1 (R = ``n_rows``, or -1: all rows from
-    first_row); row 0 of the tile is the reference column when ``has_ref``. variance: (row_tiles,
-    M, B) laid out like currents, or (row_tiles, 1, B) when every column has the same
-    variance; read only when ``use_variance``. lo, hi: (row_tiles, L) ADC ranges, L = 1 (one
-    per tile) or R (per column). levels = 2**bits - 1, or 0 for an ideal ADC (no clipping, rounding or ADC noise).
-    noise_lsb: ADC input noise in LSB.
-
-    Per conversion: y = I + sqrt(V + (noise_lsb * step)**2) * z with z ~ N(0, 1) the normal
-    of counter row row_base + r * row_stride + j for the global sample s0 + s
-    (:func:`standard_normals`), code = clip(rint((y - lo) / step), 0, levels), value = code *
-    step + lo (as devices.converters.adc_quantize). acc[j - has_ref, s] += weight * (sum over
-    row tiles of value), ref_acc[s] for the reference column. ``n_jobs``: how many parallel
-    jobs the rows are split into (the result does not depend on it).
-
-    Partial sums (row tiles r > 0 send theirs to row tile 0, see docs/simulation.md):
-    ``psum_limit`` = 2**(psum_bits - 1) > 0 saturates the signed code (code - 2**(bits - 1))
-    of those row tiles to [-psum_limit, psum_limit - 1] (one pass per input: the partial sum is
-    the code); 0: no saturation. With ``psum`` (row_tiles, M, B) float64 laid out like
-    currents (shape (0, 0, 0): off) the kernel instead adds psum_weight * (code - 2**(bits -
-    1)) to psum (bit-serial passes; :func:`psum_finish` saturates and adds the sums) and leaves
-    acc alone.
-
-    Row tiles one call at a time (their currents then need no memory at once): with
-    ``row_acc`` (M, B) float32 laid out like currents, the currents are row tiles
-    r_offset .. r_offset + row_tiles - 1 of the column tile (lo, hi and the counter rows
-    given for those), the sum over row tiles of the ADC values is kept in row_acc (reset
-    when r_offset = 0) and added, times weight, to acc only when ``last``.
-    """
+    """The kernel of :func:`adc_accumulate` (every argument given, normalised types)."""
     rt, n_all, nbatch = currents.shape
     nr = n_all - first_row if n_rows < 0 else n_rows
     col_step = 1 if lo.shape[1] > 1 else 0  # index multipliers (per column or shared)
@@ -659,7 +628,7 @@ def adc_accumulate(
         sbuf = np.empty(m // 2, np.float32)
         own_sum = np.empty(nbatch, np.float32)
         for j in range(job * nr // n_jobs, (job + 1) * nr // n_jobs):
-            if row_acc is None:
+            if row_acc.shape[0] == 0:
                 row_sum = own_sum
                 row_sum[:] = 0.0
             else:
@@ -694,6 +663,93 @@ def adc_accumulate(
             dest = ref_acc if has_ref and j == 0 else acc[j - has_ref]
             for s in range(nbatch):
                 dest[s] += w * row_sum[s]
+
+
+_NO_ROW_ACC = np.zeros((0, 0), np.float32)
+
+
+def _input(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous, writable float32 array (copied only when it is not one already), so
+    that every call of a kernel has the same argument types: Numba compiles one
+    specialisation per combination of layouts and read-only flags."""
+    return np.require(a, np.float32, ("C", "W"))
+
+
+def _output(a: np.ndarray, what: str, dtype=np.float32) -> np.ndarray:
+    if a.dtype != dtype or not a.flags.c_contiguous or not a.flags.writeable:
+        raise ValueError(f"{what} must be a writable C-contiguous {np.dtype(dtype)} array")
+    return a
+
+
+def adc_accumulate(
+    currents: np.ndarray,
+    variance: np.ndarray,
+    use_variance: bool,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    levels: int,
+    noise_lsb: float,
+    key0: int,
+    key1: int,
+    stream: int,
+    row_base: int,
+    row_stride: int,
+    has_ref: int,
+    weight: float,
+    acc: np.ndarray,
+    ref_acc: np.ndarray,
+    n_jobs: int,
+    s0: int,
+    psum_limit: int,
+    psum: np.ndarray,
+    psum_weight: float,
+    first_row: int = 0,
+    n_rows: int = -1,
+    row_acc: np.ndarray | None = None,
+    r_offset: int = 0,
+    last: bool = True,
+) -> None:
+    """Read noise + ADC + digital partial-sum accumulation for the tiles of one column tile.
+
+    currents: (row_tiles, M, B) float32 column currents of the row tiles of one (block,
+    column tile), or of several column tiles side by side (one wide matrix product): the
+    tile's R rows are first_row .. first_row + R - 1 (R = ``n_rows``, or -1: all rows from
+    first_row); row 0 of the tile is the reference column when ``has_ref``. variance: (row_tiles,
+    M, B) laid out like currents, or (row_tiles, 1, B) when every column has the same
+    variance; read only when ``use_variance``. lo, hi: (row_tiles, L) ADC ranges, L = 1 (one
+    per tile) or R (per column). levels = 2**bits - 1, or 0 for an ideal ADC (no clipping, rounding or ADC noise).
+    noise_lsb: ADC input noise in LSB.
+
+    Per conversion: y = I + sqrt(V + (noise_lsb * step)**2) * z with z ~ N(0, 1) the normal
+    of counter row row_base + r * row_stride + j for the global sample s0 + s
+    (:func:`standard_normals`), code = clip(rint((y - lo) / step), 0, levels), value = code *
+    step + lo (as devices.converters.adc_quantize). acc[j - has_ref, s] += weight * (sum over
+    row tiles of value), ref_acc[s] for the reference column. ``n_jobs``: how many parallel
+    jobs the rows are split into (the result does not depend on it).
+
+    Partial sums (row tiles r > 0 send theirs to row tile 0, see docs/simulation.md):
+    ``psum_limit`` = 2**(psum_bits - 1) > 0 saturates the signed code (code - 2**(bits - 1))
+    of those row tiles to [-psum_limit, psum_limit - 1] (one pass per input: the partial sum is
+    the code); 0: no saturation. With ``psum`` (row_tiles, M, B) float64 laid out like
+    currents (shape (0, 0, 0): off) the kernel instead adds psum_weight * (code - 2**(bits -
+    1)) to psum (bit-serial passes; :func:`psum_finish` saturates and adds the sums) and leaves
+    acc alone.
+
+    Row tiles one call at a time (their currents then need no memory at once): with
+    ``row_acc`` (M, B) float32 laid out like currents, the currents are row tiles
+    r_offset .. r_offset + row_tiles - 1 of the column tile (lo, hi and the counter rows
+    given for those), the sum over row tiles of the ADC values is kept in row_acc (reset
+    when r_offset = 0) and added, times weight, to acc only when ``last``.
+    """
+    _adc_accumulate(
+        _input(currents), _input(variance), bool(use_variance), _input(lo), _input(hi),
+        int(levels), float(noise_lsb), int(key0), int(key1), int(stream), int(row_base),
+        int(row_stride), int(has_ref), float(weight), _output(acc, "acc"),
+        _output(ref_acc, "ref_acc"), int(n_jobs), int(s0), int(psum_limit),
+        _output(psum, "psum", np.float64), float(psum_weight), int(first_row), int(n_rows),
+        _NO_ROW_ACC if row_acc is None else _output(row_acc, "row_acc"), int(r_offset),
+        bool(last),
+    )
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
