@@ -135,6 +135,7 @@ def test_replace_merges_and_validates():
     ("[retention]\ndrift_compensation = \"exact\"\n",
      ["drift_compensation = \"exact\"", "one of 'read', 'oracle', 'none' (or true = 'read'"]),
     ("[simulation]\nbatch_chunk = 0\n", ["batch_chunk = 0", "1..10000000"]),
+    ("[simulation]\nskip_zero_inputs = 1\n", ["[simulation] skip_zero_inputs = 1", "true or false"]),
     ("[device]\npreset = \"unobtainium\"\n", ["[device] preset", "'rram_wan2022'"]),
     ("[device]\ng_min = 50.0\n", ["[device] g_min", "g_max must be > g_min"]),
     ("[device]\nstuck_at_gmin = 1.5\n", ["stuck_at_gmin = 1.5", "0..1"]),

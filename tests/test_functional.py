@@ -614,3 +614,49 @@ def test_adc_kernels_compile_once(dense_net, scr_net, images):
         kernels.adc_accumulate(z, z, False, z[0, :, :1], z[0, :, :1], 15, 0.0, 1, 2, 0, 0, 2, 0,
                                1.0, np.zeros((2, 256)), np.zeros(256, np.float32), 1, 0, 0,
                                np.zeros((0, 0, 0)), 1.0)
+
+
+@pytest.mark.parametrize("kind, encoding", [("dense", "offset"), ("dense", "differential"),
+                                            ("scr", "single")])
+def test_skipping_zero_inputs_changes_nothing(kind, encoding, dense_net, images, monkeypatch):
+    """[simulation] skip_zero_inputs: the products leave out the inputs that are always 0
+    (the images' zero padding: 240 of the dense network's 1024 first-layer inputs, whole
+    row tiles among them; routed ScRRAMBLe inputs whose sources are all padding) -- with
+    read noise, ADC and partial sums the results are bit for bit those of multiplying every
+    input, and the runner counts what it left out."""
+    from sim.chip import functional
+
+    monkeypatch.setattr(functional, "SKIP_MIN", 1)  # skip wherever one input is zero
+    net = dense_net
+    if kind == "scr":  # sparse routing: some routed inputs come from padding slots only
+        net = build_scrramble_network(hidden_cores=(6,), core_size=64, slot_size=16, p=0.05,
+                                      rng=np.random.default_rng(0))
+    cfg = config(encoding, dac=8, adc=8, grid=16, act_bits=8,
+                 device={"preset": "rram_wan2022", "read": {"kind": "proportional",
+                                                            "coeffs": [0.02]}})
+    off = cfg.replace(simulation={"skip_zero_inputs": False})
+    assert cfg.simulation.skip_zero_inputs and not off.simulation.skip_zero_inputs
+    inst = program_chip(net, cfg, 1)
+    cal = calibrate(net, inst, CAL, seed=0)
+    x = np.concatenate([images, images[:60]])  # 316 samples: a partial block
+    on_res = simulate(net, inst, x, seed=3, calibration=cal, sample_offset=900)
+    off_res = simulate(net, inst, x, seed=3, calibration=cal, sample_offset=900, config=off)
+    np.testing.assert_array_equal(on_res.predictions, off_res.predictions)
+    assert on_res.snr_db == off_res.snr_db
+    assert on_res.snr_db_end_to_end == off_res.snr_db_end_to_end
+    xf = net.input_spec.prepare(x)
+    outs = {}
+    for name, c in (("on", cfg), ("off", off)):
+        runner = ChipRunner(net, inst, c, 3)
+        runner.use(cal)
+        outs[name] = runner.forward(xf, 900)
+        outs[name + "_skipped"] = runner.skipped_inputs
+    for a, b in zip(outs["on"], outs["off"]):
+        np.testing.assert_array_equal(a, b)
+    skipped, total = outs["on_skipped"]
+    blocks = 2  # samples 900 .. 1215: two 1024-sample blocks
+    if kind == "dense":  # every block leaves out the padding of the first layer (and the
+        assert skipped >= 240 * blocks and total > skipped  # padding of partial row tiles)
+    else:  # routed slots of padding only: fewer, but some
+        assert 0 < skipped < total
+    assert outs["off_skipped"] == [0, 0]

@@ -144,14 +144,25 @@ def test_dac_tiles_quantise_and_pad():
     x2 = np.full_like(xt, np.nan)
     bits, x_max = 6, 1.5
     step = x_max / (2 ** (bits - 1) - 1)
-    K.dac_tiles(x, 2 ** (bits - 1) - 1, x_max, 1 / step, step, xt, x2, True)
+    rows = K.tile_rows(2, 10, 3, 4)
+    K.dac_tiles(x, rows, 2 ** (bits - 1) - 1, x_max, 1 / step, step, xt, x2, True)
     q = dac_quantize(x, bits, x_max)
     flat = xt.reshape(2, 12, 5)
     np.testing.assert_array_equal(flat[:, :10], q)
     np.testing.assert_array_equal(flat[:, 10:], 0)
     np.testing.assert_array_equal(x2, xt * xt)
-    K.dac_tiles(x, 0, x_max, 1.0, 1.0, xt, x2, False)  # ideal DAC: a plain copy
+    K.dac_tiles(x, rows, 0, x_max, 1.0, 1.0, xt, x2, False)  # ideal DAC: a plain copy
     np.testing.assert_array_equal(xt.reshape(2, 12, 5)[:, :10], x)
+    # another row table: tile rows take the inputs it names, -1 rows are zero
+    rows = np.full((2, 3, 4), -1, np.int64)
+    rows[0, 0, :2] = [7, 3]
+    rows[1, 2, :3] = [0, 9, 9]
+    K.dac_tiles(x, rows, 2 ** (bits - 1) - 1, x_max, 1 / step, step, xt, x2, True)
+    expect = np.zeros_like(xt)
+    expect[0, 0, :2] = q[0, [7, 3]]
+    expect[1, 2, :3] = q[1, [0, 9, 9]]
+    np.testing.assert_array_equal(xt, expect)
+    np.testing.assert_array_equal(x2, expect * expect)
 
 
 def test_dac_codes_and_planes_match_converters():

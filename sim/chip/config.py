@@ -8,7 +8,7 @@ Sections (every key optional; see docs/chip_file.md):
 - ``[dac]`` / ``[adc]`` the fields of :class:`devices.converters.DACConfig` / ``ADCConfig``
 - ``[mapping]`` encoding, scaling, placement, activation_bits, psum_bits, balance_correction
 - ``[retention]`` time_s, drift_compensation
-- ``[simulation]`` batch_chunk, calibration_samples
+- ``[simulation]`` batch_chunk, calibration_samples, skip_zero_inputs
 - ``[costs]`` energy and area constants of :class:`sim.costs.constants.CostConfig`
 - ``[noc]`` the packet network (:class:`sim.noc.config.NocConfig`; its mesh is the ``[chip]`` grid)
 
@@ -127,10 +127,13 @@ class RetentionConfig:
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """``[simulation]``: batch size of one simulator call and ADC calibration samples."""
+    """``[simulation]``: batch size of one simulator call, ADC calibration samples, and
+    whether the analog products leave out inputs that are zero in a whole block of samples
+    (the results are the same; see docs/simulation.md)."""
 
     batch_chunk: int = 1000
     calibration_samples: int = 512
+    skip_zero_inputs: bool = True
 
 
 def _default_device() -> DeviceModel:
@@ -321,6 +324,7 @@ _SECTION_RULES: dict[str, dict[str, _Rule]] = {
     "simulation": {
         "batch_chunk": _Rule(int, 1, 10_000_000),
         "calibration_samples": _Rule(int, 1, 10_000_000),
+        "skip_zero_inputs": _Rule(bool),
     },
     "costs": {
         f.name: _Rule(float, 0, lo_open=f.name in _POSITIVE_COSTS) for f in fields(CostConfig)

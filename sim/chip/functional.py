@@ -66,6 +66,9 @@ BLOCK = 1024
 # benchmark network, one thread): such products run several per cent faster per flop than
 # one 256-row product per tile; 512, 1024 and 2048 rows are within the noise of each other.
 WIDE_ROWS = 1024
+# A row tile's products leave out its zero inputs when at least this many are zero in every
+# sample of the block (fewer would save less than gathering the conductance columns costs).
+SKIP_MIN = 16
 
 
 class _BlasPin:
@@ -320,6 +323,17 @@ def _align_up(n: int) -> int:
     return -(-n // BLOCK) * BLOCK
 
 
+@dataclass(frozen=True)
+class _LiveInputs:
+    """The inputs of a layer that can be nonzero, per block and row tile: ``rows`` (blocks,
+    row_tiles, ipt) is a kernels.dac_tiles row table with each row tile's live inputs first
+    (in order) and -1 after them, ``counts`` (blocks, row_tiles) how many are live (ipt: the
+    row tile is multiplied whole)."""
+
+    rows: np.ndarray
+    counts: np.ndarray
+
+
 @dataclass
 class _LayerState:
     """Per-layer arrays prepared once per runner, plus the calibrated ranges."""
@@ -343,6 +357,10 @@ class _LayerState:
     lo: np.ndarray | None = None  # (blocks, row_tiles, col_tiles, L)
     hi: np.ndarray | None = None
     q: tuple = (0, 0.0, 0.0, 0.0, 0.0)  # activation quantiser (levels, lo, hi, inv, step)
+    dac_rows: np.ndarray | None = None  # kernels.dac_tiles row table: inputs in order
+    live: _LiveInputs | None = None  # the inputs that can be nonzero, when enough cannot
+    # (block, column group, row tile) -> the live inputs' conductance and variance columns
+    live_cache: dict = field(default_factory=dict)
 
 
 def _activation_params(layer) -> tuple:
@@ -402,6 +420,9 @@ class ChipRunner:
         self.calibration: Calibration | None = None
         # seconds per stage of the forward pass when a dict (benchmarks/bench_chip.py)
         self.stage_seconds: dict[str, float] | None = None
+        self.skip_zero_inputs = config.simulation.skip_zero_inputs
+        # [inputs left out of the products, inputs] over the forward passes' row tiles
+        self.skipped_inputs = [0, 0]
 
     def _tick(self, stage: str, t0: float) -> float:
         """Add the time since t0 to ``stage`` (when timing stages); return now."""
@@ -464,10 +485,52 @@ class ChipRunner:
             psum_bits = self.config.mapping.psum_bits
             if psum_bits < self.adc.bits + planes:
                 limit, collect = 1 << (psum_bits - 1), self.bit_serial
-        return _LayerState(
+        state = _LayerState(
             layer, dev, geff, s2, s2_const, bias, out_scale, ref_coeff, ref_index,
             _activation_params(layer), last, balance, route, limit, collect,
         )
+        state.dac_rows = kernels.tile_rows(t.n_blocks, t.block_in, t.row_tiles, t.inputs_per_tile)
+        state.live = self._live_inputs(i, state)
+        return state
+
+    def _live_inputs(self, i: int, st: _LayerState) -> _LiveInputs | None:
+        """The inputs of layer i that can be nonzero, or None when no row tile has SKIP_MIN
+        inputs that are always zero. Always zero, for any samples: the zero padding of the
+        input images (``InputSpec``; routed through a ScRRAMBLe first layer, an input is zero
+        when all its sources are) and the rows of a partial row tile beyond the block's
+        inputs. They drive no current, so leaving them out of the products changes no current
+        and no read-noise variance (docs/simulation.md). The set is fixed per layer, so the
+        results do not depend on which samples share a block (shards, batch chunks)."""
+        t = st.dev.tiling
+        nb, rt, ipt = t.n_blocks, t.row_tiles, t.inputs_per_tile
+        live = np.zeros((nb, rt * ipt), np.bool_)
+        if i == 0:  # the features that are not zero padding, routed like the samples
+            spec = self.network.input_spec
+            real = spec.prepare(np.ones((1, *spec.image_shape), np.float32))[:, 0] != 0
+            if st.route is None:
+                live[:, : t.block_in] = real[None, : t.block_in]
+            else:
+                row_ptr, src, sign, n_src, n_dst = st.route
+                routed = np.empty((n_dst, st.layer.slot_size), np.float32)
+                kernels.route_slots(real.astype(np.float32).reshape(n_src, -1), row_ptr, src,
+                                    np.abs(sign), routed)
+                live[:, : t.block_in] = routed.reshape(nb, t.block_in) != 0
+        else:
+            live[:, : t.block_in] = True
+        live = live.reshape(nb, rt, ipt)
+        counts = live.sum(axis=2)
+        counts[ipt - counts < SKIP_MIN] = ipt  # not worth it: the whole row tile
+        if np.all(counts == ipt):
+            return None
+        rows = np.full((nb, rt, ipt), -1, np.int64)
+        for b in range(nb):
+            for r in range(rt):
+                src = np.arange(r * ipt, (r + 1) * ipt)
+                src[src >= t.block_in] = -1
+                if counts[b, r] < ipt:
+                    src = np.flatnonzero(live[b, r]) + r * ipt
+                rows[b, r, : src.size] = src
+        return _LiveInputs(rows, counts)
 
     # -- one layer
 
@@ -581,10 +644,17 @@ class ChipRunner:
 
         for b in range(nb):
             blk = blocks[b : b + 1]
+            # skip zero inputs: each row tile's live inputs first, the products use those rows
+            skip = by_row_tile and self.skip_zero_inputs and st.live is not None
             if self.bit_serial:
                 kernels.dac_codes_kernel(blk, st.x_max, inv_step, codes)
             else:
-                kernels.dac_tiles(blk, levels, st.x_max, inv_step, step, xt[None], x2[None], want_sq)
+                rows = (st.live.rows if skip else st.dac_rows)[b : b + 1]
+                kernels.dac_tiles(blk, rows, levels, st.x_max, inv_step, step, xt[None],
+                                  x2[None], want_sq)
+            if skip:
+                self.skipped_inputs[0] += int(rt * ipt - st.live.counts[b].sum())
+                self.skipped_inputs[1] += rt * ipt
             if timing:
                 clock = self._tick("dac", clock)
             for c0, c1, m in groups:  # column tiles c0 .. c1 - 1: m rows side by side
@@ -612,12 +682,22 @@ class ChipRunner:
                     row_acc = self._scratch("row_acc", (m, nbatch)) if rt > 1 else None
                     cur = cur_buf[: m * nbatch].reshape(1, m, nbatch)
                     for r in range(rt):
-                        self._matmul(g_u[r], xt[r], cur[0], blocked)
+                        g_r, s2_r, x_r, x2_r = g_u[r], None, xt[r], None
+                        if want_sq:
+                            s2_r, x2_r = s2_u[r], x2[r]
+                        if skip:  # the live inputs (all of them, or not enough dead)
+                            k = st.live.counts[b, r]
+                            if k < ipt:
+                                g_r, s2_r = self._live_columns(st, (b, c0, r), g_r, s2_r)
+                                x_r = xt[r, :k]
+                                if want_sq:
+                                    x2_r = x2[r, :k]
+                        self._matmul(g_r, x_r, cur[0], blocked)
                         if timing:
                             clock = self._tick("mvm", clock)
                         if want_sq:
                             var = var_buf[: m * nbatch].reshape(1, m, nbatch)
-                            self._matmul(s2_u[r], x2[r], var[0], blocked)
+                            self._matmul(s2_r, x2_r, var[0], blocked)
                         else:
                             var = var_c[r : r + 1] if noisy else var_buf[:nbatch].reshape(1, 1, -1)
                         if timing:
@@ -709,6 +789,19 @@ class ChipRunner:
         if timing:
             self._tick("decode", clock)
         return acc
+
+    def _live_columns(self, st: _LayerState, where: tuple, g: np.ndarray,
+                      s2: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The live inputs' columns (in the order of st.live.rows) of a row tile's conductance
+        and read-variance matrices (rows, ipt), gathered once per (block, column group, row
+        tile)."""
+        hit = st.live_cache.get(where)
+        if hit is None:
+            b, _, r = where
+            idx = st.live.rows[b, r, : st.live.counts[b, r]] - r * st.dev.tiling.inputs_per_tile
+            hit = (np.take(g, idx, axis=1), None if s2 is None else np.take(s2, idx, axis=1))
+            st.live_cache[where] = hit
+        return hit
 
     @staticmethod
     def _column_groups(st: _LayerState) -> list[tuple[int, int, int]]:

@@ -364,15 +364,27 @@ def _normals_from_words_kernel(out, wbuf, npair, p0, row, stream, k0, k1):
 # ----------------------------------------------------------------------------- DAC
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def dac_tiles(x, levels, x_max, inv_step, step, xt, x2, want_sq):
-    """Multilevel DAC into zero-padded row tiles.
+def tile_rows(n_blocks: int, block_in: int, row_tiles: int, ipt: int) -> np.ndarray:
+    """The row table of :func:`dac_tiles` that lays a block's inputs out in order: tile row
+    (r, i) takes input r * ipt + i, the rows beyond block_in stay zero (-1)."""
+    src = np.arange(row_tiles * ipt, dtype=np.int64)
+    src[src >= block_in] = -1
+    return np.ascontiguousarray(np.broadcast_to(src.reshape(row_tiles, ipt),
+                                                (n_blocks, row_tiles, ipt)))
 
-    x (blocks, block_in, B) float32; xt, x2 (blocks, row_tiles, ipt, B). ``levels`` = 0: ideal
-    (copy); else q = rint(clip(x, -x_max, x_max) * inv_step) * step (``inv_step`` and ``step``
-    float32, as devices.converters.dac_quantize). x2 = q * q when ``want_sq``.
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def dac_tiles(x, rows, levels, x_max, inv_step, step, xt, x2, want_sq):
+    """Multilevel DAC into row tiles.
+
+    x (blocks, block_in, B) float32; xt, x2 (blocks, row_tiles, ipt, B); rows (blocks,
+    row_tiles, ipt) int64: the input each tile row takes, -1 for a zero row
+    (:func:`tile_rows`: in order, zero-padded; a table with a row tile's live inputs first
+    lets the products use only its leading rows). ``levels`` = 0: ideal (copy); else q =
+    rint(clip(x, -x_max, x_max) * inv_step) * step (``inv_step`` and ``step`` float32, as
+    devices.converters.dac_quantize). x2 = q * q when ``want_sq``.
     """
-    nb, block_in, nbatch = x.shape
+    nb, nbatch = x.shape[0], x.shape[2]
     rt, ipt = xt.shape[1], xt.shape[2]
     xm = np.float32(x_max)
     lo = -xm
@@ -383,8 +395,8 @@ def dac_tiles(x, levels, x_max, inv_step, step, xt, x2, want_sq):
         rem = job - b * rt * ipt
         r = rem // ipt
         i = rem - r * ipt
-        src = r * ipt + i
-        if src >= block_in:
+        src = rows[b, r, i]
+        if src < 0:
             for s in range(nbatch):
                 xt[b, r, i, s] = 0.0
             if want_sq:
