@@ -9,8 +9,11 @@ Two networks, each with --samples random inputs:
 
 Chip: rram_wan2022 device (programming error) with a G-dependent read noise (sigma = c * G,
 --read-sigma c), 8-bit multilevel DAC, 8-bit ADC, 8-bit activations. The chip simulation is
-timed with and without read noise (same programmed instance otherwise), in the same run as the
-floor, best of --repeats measured round-robin (floor, noisy, quiet, floor, ...), with the
+timed with and without read noise (same programmed instance otherwise), and with read noise
+and every input multiplied ([simulation] skip_zero_inputs = false: the products then also
+multiply the images' zero padding, which the default leaves out; the results are identical),
+in the same run as the floor, best of --repeats measured round-robin (floor, noisy, quiet,
+noisy every input, floor, ...), with the
 converters calibrated once beforehand (``calibrate``, on
 --calibration-samples separate inputs; its time is printed apart). A per-stage breakdown of one
 more noisy run (routing, DAC, analog MVM, read-noise variance, noise + ADC + partial sums,
@@ -91,8 +94,9 @@ def floor_forward(net: Network, x: np.ndarray, chunk: int) -> None:
         np.argmax(net.readout.scores(net.forward_features(f)[-1]), axis=1)
 
 
-def stage_breakdown(net: Network, inst, cfg, cal, x: np.ndarray, chunk: int) -> dict:
-    """Seconds per stage of one noisy forward pass over x (ChipRunner.stage_seconds)."""
+def stage_breakdown(net: Network, inst, cfg, cal, x: np.ndarray, chunk: int) -> tuple:
+    """Seconds per stage of one noisy forward pass over x (ChipRunner.stage_seconds), and the
+    fraction of the row tiles' inputs the products left out (ChipRunner.skipped_inputs)."""
     runner = ChipRunner(net, inst, cfg, 0)
     runner.use(cal)
     runner.stage_seconds = {}
@@ -103,12 +107,14 @@ def stage_breakdown(net: Network, inst, cfg, cal, x: np.ndarray, chunk: int) -> 
     total = time.perf_counter() - t0
     stages = dict(runner.stage_seconds)
     stages["other (prepare, padding, readout)"] = total - sum(stages.values())
-    return stages
+    skipped, inputs = runner.skipped_inputs
+    return stages, skipped / max(inputs, 1)
 
 
 def bench(name: str, net: Network, x: np.ndarray, encoding: str, grid: int, args) -> dict:
     cfg = chip_config(encoding, grid, args.read_sigma, args.chunk, args.calibration_samples)
     quiet = cfg.replace(device={"read": {"kind": "constant", "coeffs": [0.0]}})
+    every_input = cfg.replace(simulation={"skip_zero_inputs": False})  # same results, slower
     inst = program_chip(net, cfg, seed=1)
     inst_quiet = program_chip(net, quiet, seed=1)  # same seed: identical conductances
     cal_x = np.random.default_rng(7).random((args.calibration_samples, 28, 28), np.float32)
@@ -123,10 +129,12 @@ def bench(name: str, net: Network, x: np.ndarray, encoding: str, grid: int, args
         "noisy": lambda: simulate(net, inst, x, seed=0, calibration=cal, reference=False),
         "quiet": lambda: simulate(net, inst_quiet, x, seed=0, calibration=cal_quiet,
                                   reference=False),
+        "noisy_every_input": lambda: simulate(net, inst, x, seed=0, calibration=cal,
+                                              reference=False, config=every_input),
     }, args.repeats)
     t_floor = min(best["floor_chunked"], best["floor_whole"])
     t_noisy, t_quiet = best["noisy"], best["quiet"]
-    stages = stage_breakdown(net, inst, cfg, cal, x, args.chunk)
+    stages, skipped = stage_breakdown(net, inst, cfg, cal, x, args.chunk)
     return {
         "network": name,
         "encoding": encoding,
@@ -136,6 +144,8 @@ def bench(name: str, net: Network, x: np.ndarray, encoding: str, grid: int, args
         "no_read_noise_s": t_quiet,
         "ratio_noisy": t_noisy / t_floor,
         "ratio_no_read_noise": t_quiet / t_floor,
+        "ratio_noisy_every_input": best["noisy_every_input"] / t_floor,
+        "skipped_inputs": skipped,
         "calibration_s": t_cal,
         "stages_s": stages,
     }
@@ -176,11 +186,16 @@ def main(argv=None) -> int:
             bench("dense 1024-2048-512-256", dense, x, args.dense_encoding, grid_dense, args),
         ]
     print(f"{'network':26s} {'encoding':12s} {'tiles':>5s} {'floor s':>8s} {'noisy s':>8s} "
-          f"{'quiet s':>8s} {'noisy/floor':>11s} {'quiet/floor':>11s}")
+          f"{'quiet s':>8s} {'noisy/floor':>11s} {'quiet/floor':>11s} {'skipped':>7s} "
+          f"{'noisy/floor, every input':>24s}")
     for r in rows:
         print(f"{r['network']:26s} {r['encoding']:12s} {r['tiles']:5d} {r['floor_s']:8.3f} "
               f"{r['noisy_s']:8.3f} {r['no_read_noise_s']:8.3f} {r['ratio_noisy']:11.2f} "
-              f"{r['ratio_no_read_noise']:11.2f}")
+              f"{r['ratio_no_read_noise']:11.2f} {100 * r['skipped_inputs']:6.1f}% "
+              f"{r['ratio_noisy_every_input']:24.2f}")
+    print("(skipped: the first layer's inputs that are always zero -- the images' padding -- "
+          "which the products leave out, [simulation] skip_zero_inputs; 'every input': the "
+          "same noisy run with skip_zero_inputs = false, identical results)")
     for r in rows:
         total = sum(r["stages_s"].values())
         print(f"\n{r['network']} ({r['encoding']}), noisy, per stage: share of one timed run, "
@@ -200,6 +215,10 @@ def main(argv=None) -> int:
         "scrramble_ratio_no_read_noise": s["ratio_no_read_noise"],
         "dense_ratio_noisy": d["ratio_noisy"],
         "dense_ratio_no_read_noise": d["ratio_no_read_noise"],
+        "scrramble_ratio_noisy_every_input": s["ratio_noisy_every_input"],
+        "dense_ratio_noisy_every_input": d["ratio_noisy_every_input"],
+        "scrramble_skipped_inputs": s["skipped_inputs"],
+        "dense_skipped_inputs": d["skipped_inputs"],
         "scrramble_seconds": {k: s[k] for k in ("floor_s", "noisy_s", "no_read_noise_s")},
         "dense_seconds": {k: d[k] for k in ("floor_s", "noisy_s", "no_read_noise_s")},
         "dense_encoding": d["encoding"],
