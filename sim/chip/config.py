@@ -128,8 +128,8 @@ class RetentionConfig:
 @dataclass(frozen=True)
 class SimulationConfig:
     """``[simulation]``: batch size of one simulator call, ADC calibration samples, and
-    whether the analog products leave out inputs that are zero in a whole block of samples
-    (the results are the same; see docs/simulation.md)."""
+    whether the analog products leave out the inputs that are always zero (the images' zero
+    padding; the results are the same, see docs/simulation.md)."""
 
     batch_chunk: int = 1000
     calibration_samples: int = 512

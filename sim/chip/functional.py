@@ -66,8 +66,8 @@ BLOCK = 1024
 # benchmark network, one thread): such products run several per cent faster per flop than
 # one 256-row product per tile; 512, 1024 and 2048 rows are within the noise of each other.
 WIDE_ROWS = 1024
-# A row tile's products leave out its zero inputs when at least this many are zero in every
-# sample of the block (fewer would save less than gathering the conductance columns costs).
+# A row tile's products leave out the inputs that are always zero (ChipRunner._live_inputs)
+# when at least this many are (fewer would save little).
 SKIP_MIN = 16
 
 
