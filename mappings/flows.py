@@ -13,7 +13,8 @@ Kinds (``KINDS``):
   destination tile receives the slot's needed elements once (it forms its signed routed sums
   locally). Destinations that need exactly the same elements of a slot share one flow.
 - ``psum``: partial sums of row tile r > 0 of a column, one flow per slot of the column's
-  outputs, to row tile 0 of the same column, ``psum_bits`` each.
+  outputs (and its reference column, ``offset`` encoding, after them), to row tile 0 of the
+  same column, ``psum_bits`` each.
 - ``input``: network-input elements from the I/O port (source :data:`IO_PORT`), slotted as
   ``feature // slot_elements``.
 

@@ -346,6 +346,7 @@ def plan_layers(
     io_in = 0
     input_bits: list[int] = []
     psum_list: list[int] = []
+    ref = reference_columns(encoding)  # reference columns per tile
     first = 0
     producers = None  # None: the layer's input comes from the I/O port
     for layer, t in zip(layers, tilings):
@@ -368,10 +369,14 @@ def plan_layers(
             t.layer, kind, src, local // ss, local % ss, dst, slot_elements=ss,
             element_bits=act, slot_address_bits=address_bits_for(-(-t.n_in // ss)),
         ))
-        # partial sums: row tile r > 0 -> row tile 0 of the same column, per output slot
+        # partial sums: row tile r > 0 -> row tile 0 of the same column, per output slot; the
+        # reference column's too (offset encoding: row tile 0 subtracts its sum over the row
+        # tiles, which the simulation saturates at psum_bits like the outputs'), after them
         layer_psum = 0
         if t.row_tiles > 1:
-            widths = np.array([t.col_range(c)[1] - t.col_range(c)[0] for c in range(t.col_tiles)])
+            widths = ref + np.array(
+                [t.col_range(c)[1] - t.col_range(c)[0] for c in range(t.col_tiles)]
+            )
             b, r, c = np.meshgrid(
                 np.arange(t.n_blocks), np.arange(1, t.row_tiles), np.arange(t.col_tiles),
                 indexing="ij",
@@ -385,7 +390,7 @@ def plan_layers(
             parts.append(group_flows(
                 t.layer, "psum", np.repeat(src, w), pos // packet, pos % packet,
                 np.repeat(dst, w), slot_elements=packet, element_bits=psum,
-                slot_address_bits=address_bits_for(-(-t.outputs_per_tile // packet)),
+                slot_address_bits=address_bits_for(-(-(t.outputs_per_tile + ref) // packet)),
             ))
             layer_psum = int(w.sum()) * psum
         psum_list.append(layer_psum)

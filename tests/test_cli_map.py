@@ -163,7 +163,8 @@ def test_dense_readout_needs_signed_encoding(cli, capsys, tmp_path):
     chip.write_text(CHIP.format(encoding="offset").replace("grid_rows = 2", "grid_rows = 3")
                     .replace("grid_cols = 4", "grid_cols = 6"))
     d = run_json(cli, capsys, net_path, "--chip", chip)
-    assert d["cores_used"] == 18 and d["traffic"]["psum_bits"] == 2 * 16
+    # row tile 1 sends its 2 outputs' and its reference column's partial sums to row tile 0
+    assert d["cores_used"] == 18 and d["traffic"]["psum_bits"] == (2 + 1) * 16
     assert d["devices"]["single"] is None and d["single_vs_differential"] is None
     assert d["layers"][2]["kind"] == "dense" and d["layers"][2]["devices"]["single"] is None
     assert d["layers"][0]["devices"]["single"] == 6 * 256 * 256

@@ -188,9 +188,10 @@ def _reference_traffic(net, rows, cols, enc, act, psum):
                             pt, pfirst = prev
                             pb, pos = divmod(f, pt.block_out)
                             T[pfirst + pt.tile_id(pb, 0, pos // pt.outputs_per_tile), dst] += act
-                    if r > 0:
+                    if r > 0:  # the column's outputs and its reference column (offset)
                         a, z = t.col_range(c)
-                        T[dst, first + t.tile_id(b, 0, c)] += (z - a) * psum
+                        ref = 1 if enc == "offset" else 0
+                        T[dst, first + t.tile_id(b, 0, c)] += (z - a + ref) * psum
         prev = (t, first)
         first += t.n_tiles
     return T, io
