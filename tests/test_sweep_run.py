@@ -218,3 +218,20 @@ def test_unreachable_scheduler_is_a_clear_error(work, grid, tmp_path):
     with pytest.raises(SweepRunError, match=r"tcp://127.0.0.1:9: cannot connect"):
         run_sweep(sweep, tmp_path / "o", scheduler="tcp://127.0.0.1:9", progress=False,
                   start_timeout=2)
+
+
+def test_existing_dask_cluster_gives_the_same_results(work, grid, tmp_path):
+    """``scheduler``: a Dask cluster started elsewhere (here its own worker process on
+    loopback) runs the points; results equal the in-process run's."""
+    from distributed import LocalCluster
+
+    sweep, _, ds = grid
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        run = run_sweep(sweep, tmp_path / "out", scheduler=cluster.scheduler_address,
+                        progress=False, start_timeout=120)
+    assert run.computed == 12 and run.scheduler == cluster.scheduler_address
+    assert run.workers == 0 and run.tasks >= 2  # no local workers; 2 task groups per worker
+    got = load_dataset(run.results)
+    for name in ("accuracy", "snr_db", "snr_db_end_to_end", "inter_core_bits"):
+        assert np.array_equal(got[name].values, ds[name].values, equal_nan=True), name
