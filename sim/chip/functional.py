@@ -522,14 +522,10 @@ class ChipRunner:
         counts[ipt - counts < SKIP_MIN] = ipt  # not worth it: the whole row tile
         if np.all(counts == ipt):
             return None
-        rows = np.full((nb, rt, ipt), -1, np.int64)
-        for b in range(nb):
-            for r in range(rt):
-                src = np.arange(r * ipt, (r + 1) * ipt)
-                src[src >= t.block_in] = -1
-                if counts[b, r] < ipt:
-                    src = np.flatnonzero(live[b, r]) + r * ipt
-                rows[b, r, : src.size] = src
+        rows = st.dac_rows.copy()  # in order; the skipping row tiles: live inputs first
+        for b, r in zip(*np.nonzero(counts < ipt)):
+            rows[b, r] = -1
+            rows[b, r, : counts[b, r]] = np.flatnonzero(live[b, r]) + r * ipt
         return _LiveInputs(rows, counts)
 
     # -- one layer
